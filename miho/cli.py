@@ -1,0 +1,64 @@
+"""The ``miho`` command.
+
+miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
+miho bench hand [--batch 256] [--device cpu] [--threads 2] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def _info(args) -> None:
+    from miho import __version__
+    from miho.anchors import REGION_NAMES, hand_regions
+    from miho.hand import load_hand
+
+    hand = load_hand(args.hand, path=args.mano_path)
+    regions = hand_regions(hand)
+    print(f"miho {__version__}, torch {torch.__version__}")
+    print(hand)
+    print(f"palm-side vertices: {int(regions.palm_side.sum())} of {hand.num_vertices}")
+    counts = torch.bincount(regions.anchor_region, minlength=len(REGION_NAMES)).tolist()
+    print(f"anchors: {sum(counts)}  " + ", ".join(f"{n} {c}" for n, c in zip(REGION_NAMES, counts)))
+
+
+def _bench(args) -> None:
+    from miho.bench import bench_hand
+
+    if args.what != "hand":
+        raise SystemExit(f"unknown benchmark {args.what!r}")
+    torch.set_num_threads(args.threads)
+    t = bench_hand(args.batch, args.device, args.repeats)
+    print(
+        f"hand forward+backward: batch {args.batch}, {args.device}, {torch.get_num_threads()} threads: "
+        f"{t * 1e3:.1f} ms (median of {args.repeats}), {t / args.batch * 1e6:.0f} us per hand"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="miho", description="MIHO: hand-object contact (CPF), batched in PyTorch")
+    sub = ap.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="describe a hand model, its subregions and anchors")
+    info.add_argument("--hand", default="anny", choices=["anny", "mano"])
+    info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
+    info.set_defaults(run=_info)
+    bench = sub.add_parser("bench", help="time a hot path")
+    bench.add_argument("what", choices=["hand"])
+    bench.add_argument("--batch", type=int, default=256)
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.set_defaults(run=_bench)
+    args = ap.parse_args(argv)
+    try:
+        args.run(args)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"miho: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""The ``miho`` command."""
+
+import pytest
+
+from miho.cli import main
+
+
+def test_info(capsys):
+    main(["info"])
+    out = capsys.readouterr().out
+    assert "V=1609" in out and "anchors: 32" in out and "palm 4, carpal 3" in out
+
+
+def test_bench_hand(capsys):
+    main(["bench", "hand", "--batch", "4", "--repeats", "1"])
+    assert "batch 4, cpu" in capsys.readouterr().out
+
+
+def test_missing_mano_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("MIHO_MANO_DIR", raising=False)
+    with pytest.raises(SystemExit, match="MIHO_MANO_DIR"):
+        main(["info", "--hand", "mano", "--mano-path", str(tmp_path)])

@@ -1,0 +1,104 @@
+"""Figures and widgets of the book: content, units (mm) and the live callbacks."""
+
+import numpy as np
+import pytest
+import torch
+
+from miho import amano
+from miho.anchors import NUM_REGIONS, hand_regions
+from miho.hand import load_hand
+from miho.viz import hand_figures as hf
+from miho.viz import plot
+from miho.viz.tables import markdown_table
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return load_hand()
+
+
+@pytest.fixture(scope="module")
+def regions(hand):
+    return hand_regions(hand)
+
+
+def test_mesh_trace_in_millimetres(hand):
+    tr = plot.mesh_trace(hand.template, hand.faces)
+    np.testing.assert_allclose(np.asarray(tr.x), hand.template[:, 0].numpy() * 1000, rtol=1e-6)
+    assert list(tr.i[:3]) == hand.faces[:3, 0].tolist()
+    fig = plot.figure([tr])
+    assert fig.layout.scene.xaxis.title.text == "x (mm)" and fig.layout.scene.aspectmode == "data"
+
+
+def test_segments_and_frames(hand):
+    rest = amano.rest_frames(hand)[0]
+    traces = plot.frame_traces(hand.joints, rest, length=0.01)
+    assert [t.name for t in traces] == ["twist", "splay", "bend"]
+    twist = np.asarray(traces[0].x, dtype=float).reshape(-1, 3)  # start, end, gap per joint
+    np.testing.assert_allclose(twist[:, 1] - twist[:, 0], 10 * rest[:, 0, 0].numpy(), atol=1e-4)
+
+
+def test_slider_figures_have_one_frame_per_step(hand, regions):
+    fig = hf.shape_slider_figure(hand, "finger_length", values=np.linspace(-1, 1, 3))
+    assert len(fig.frames) == 3 and len(fig.layout.sliders[0].steps) == 3
+    longer = np.asarray(fig.frames[2].data[0].y, dtype=float).max()
+    shorter = np.asarray(fig.frames[0].data[0].y, dtype=float).max()
+    assert longer > shorter + 10  # mm: longer fingers reach farther along +y
+    fig = hf.joint_slider_figure(hand, 2, "twist", degrees=[-30.0, 0.0, 30.0])
+    labels = [s.label for s in fig.layout.sliders[0].steps]
+    assert labels[1].endswith("L_anat 0.00") and labels[2].endswith("L_anat 0.52")  # 30 deg = 0.52 rad
+    assert fig.layout.sliders[0].active == 1  # starts at 0 deg: the figure shows the rest hand
+    np.testing.assert_allclose(np.asarray(fig.data[0].x, dtype=float), 1000 * hand.template[:, 0].numpy(), atol=1e-3)
+    assert len(hf.region_picker_figure(hand, regions).frames) == NUM_REGIONS
+
+
+def test_region_and_anchor_figures(hand, regions):
+    fig = hf.regions_figure(hand, regions)
+    assert len(fig.data[0].vertexcolor) == hand.num_vertices
+    assert len(fig.data[1].x) == 32
+    fig = hf.anchor_rays_figure(hand, regions)
+    names = [t.name for t in fig.data]
+    assert "rays" in names and "anchors" in names
+    rows = hf.anchor_table(regions)
+    assert sum(r[2] for r in rows) == 32 and sum(r[1] for r in rows) == hand.num_vertices
+
+
+def test_anat_curve_and_limits(hand):
+    fig = hf.anat_curve_figure(hand, 2, degrees=np.array([0.0, 45.0, 100.0]))
+    twist, splay, bend = (np.asarray(t.y) for t in fig.data)
+    np.testing.assert_allclose(bend, [0.0, 0.0, np.deg2rad(10)], atol=1e-5)
+    np.testing.assert_allclose(twist, np.deg2rad([0.0, 45.0, 100.0]), atol=1e-5)
+    assert hf.limits_rows()[12][0] == "13: thumb CMC"
+
+
+def test_fit_comparison_figure(hand):
+    target = hand(hf.curl_pose(hand, 0.3)).joints21
+    pose = hand.zero_pose()
+    twisted = pose.clone()
+    twisted[0, 2] = amano.rest_frames(hand)[0, 2, :, 0] * 0.5  # 0.5 rad twist of the index PIP
+    fig = hf.fit_comparison_figure(hand, target, twisted, pose, torch.zeros(1, 3), torch.zeros(1, 3), ["a", "b"])
+    assert len(fig.data) == 4
+    free, kept = np.asarray(fig.data[0].intensity), np.asarray(fig.data[2].intensity)
+    assert free.max() == pytest.approx(np.rad2deg(0.5), rel=1e-4) and kept.max() == 0
+
+
+def test_joint_pose_rejects_the_wrist(hand):
+    with pytest.raises(ValueError, match="joint must be in 1..15"):
+        hf.joint_pose(hand, 0, (0.0, 0.0, 10.0))
+
+
+def test_widgets_build_and_draw(hand, regions):
+    widgets = pytest.importorskip("miho.viz.widgets")
+    assert widgets.joint_explorer(hand) is not None
+    assert widgets.hand_explorer(hand) is not None
+    assert widgets.region_explorer(hand, regions) is not None
+    fig, text = widgets.draw_joint(hand, 2, 30.0, 0.0, 45.0)
+    assert text == "L_anat = 0.524" and len(fig.data) == 4
+    _, text = widgets.draw_region(hand, regions, 16)
+    assert text.startswith("carpal:") and text.endswith("3 anchor(s)")
+    _, text = widgets.draw_hand(hand, 0.0, finger_length=1.0)
+    assert float(text.split(": ")[1].split()[0]) > 1000 * float(hand.template[:, 1].max() - hand.template[:, 1].min())
+
+
+def test_markdown_table():
+    assert markdown_table(["a", "b"], [(1, 0.123)]) == "| a | b |\n|---|---|\n| 1 | 0.12 |"
