@@ -25,9 +25,9 @@ $(VPY):
 
 # Reinstall only when the dependency declarations changed since the last successful install.
 $(INSTALL_STAMP): pyproject.toml constraints.txt | $(VPY)
-	@echo ">>> installing miho[book,test,mano,lab] into $(VENV) (pyproject.toml or constraints.txt changed, or first install)"
+	@echo ">>> installing miho[book,test,mano,lab,sim] into $(VENV) (pyproject.toml or constraints.txt changed, or first install)"
 	$(VPY) -m pip install -c constraints.txt --upgrade pip
-	$(VPY) -m pip install -c constraints.txt -e ".[book,test,mano,lab]"
+	$(VPY) -m pip install -c constraints.txt -e ".[book,test,mano,lab,sim]"
 	@touch $@
 	@echo ">>> $(VENV) is up to date"
 

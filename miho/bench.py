@@ -40,3 +40,44 @@ def bench_hand(batch: int = 256, device: str = "cpu", repeats: int = 20, warmup:
             times.append(time.perf_counter() - t0)
         pose.grad = shape.grad = trans.grad = None
     return statistics.median(times)
+
+
+def geo_scene(batch: int, device: str = "cpu", seed: int = 0):
+    """B hands near cylinders of about 2000 vertices, with a CPF: a GeO workload."""
+    from miho import cpf
+    from miho.mesh import Meshes, cylinder
+    from miho.viz.hand_figures import curl_pose
+
+    hand = load_hand(device=device)
+    g = torch.Generator().manual_seed(seed)
+    v, f = cylinder(0.03, 0.12, segments=48, rings=36)  # 2066 vertices
+    objs = Meshes.from_list([(v + torch.tensor([-0.05, 0.085, 0.0]), f)] * batch, device=device)
+    pose = (curl_pose(hand.to("cpu"), 0.3) + 0.05 * torch.randn(batch, 16, 3, generator=g)).to(device)
+    trans = (0.004 * torch.randn(batch, 3, generator=g)).to(device)
+    with torch.no_grad():
+        near = hand(pose, trans=trans + torch.tensor([-0.006, 0.0, 0.0], device=device))
+    field = cpf.annotate(near.vertices, objs.verts, hand_regions(hand), objs.vert_mask)
+    return hand, pose, trans, objs, field
+
+
+def bench_geo(batch: int, device: str = "cpu", iterations: int = 20, loop: bool = False) -> tuple[float, float]:
+    """Seconds per GeO iteration for a batch (CPF contact, hand-object mode), and peak GPU
+    memory in GiB (0 on the CPU). With ``loop`` the samples are optimised one at a time, as the
+    official code does, and the time is that of the whole loop per iteration."""
+    from miho import geo
+
+    hand, pose, trans, objs, field = geo_scene(batch, device)
+    geo.optimize(hand, pose[:1], objs[0], field[:1], trans=trans[:1], iterations=2)  # warm-up
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    t0 = time.perf_counter()
+    if loop:
+        for i in range(batch):
+            geo.optimize(hand, pose[i : i + 1], objs[i], field[i], trans=trans[i : i + 1], iterations=iterations)
+    else:
+        geo.optimize(hand, pose, objs, field, trans=trans, iterations=iterations)
+    _sync(device)
+    dt = (time.perf_counter() - t0) / iterations
+    peak = torch.cuda.max_memory_allocated() / 2**30 if str(device).startswith("cuda") else 0.0
+    return dt, peak

@@ -27,16 +27,26 @@ def _info(args) -> None:
 
 
 def _bench(args) -> None:
-    from miho.bench import bench_hand
+    from miho.bench import bench_geo, bench_hand
 
-    if args.what != "hand":
-        raise SystemExit(f"unknown benchmark {args.what!r}")
     torch.set_num_threads(args.threads)
-    t = bench_hand(args.batch, args.device, args.repeats)
-    print(
-        f"hand forward+backward: batch {args.batch}, {args.device}, {torch.get_num_threads()} threads: "
-        f"{t * 1e3:.1f} ms (median of {args.repeats}), {t / args.batch * 1e6:.0f} us per hand"
-    )
+    where = f"{args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else
+                                f", {torch.get_num_threads()} threads")  # fmt: skip
+    if args.what == "hand":
+        t = bench_hand(args.batch, args.device, args.repeats)
+        print(
+            f"hand forward+backward: batch {args.batch}, {where}: "
+            f"{t * 1e3:.1f} ms (median of {args.repeats}), {t / args.batch * 1e6:.0f} us per hand"
+        )
+        return
+    print(f"GeO (CPF, hand-object), hand 1609 vertices, objects 2066 vertices, {where}, {args.iterations} iterations")
+    print("| batch | ms / iteration | ms / iteration / sample | 400 iterations (s) | peak GPU memory (GiB) |")
+    print("|---|---|---|---|---|")
+    for b in (int(x) for x in args.batches.split(",")):
+        for loop in (False, True) if args.loop else (False,):
+            t, peak = bench_geo(b, args.device, args.iterations, loop=loop)
+            name = f"{b} (one at a time)" if loop else str(b)
+            print(f"| {name} | {t * 1e3:.1f} | {t / b * 1e3:.2f} | {400 * t:.1f} | {peak:.2f} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,11 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="time a hot path")
-    bench.add_argument("what", choices=["hand"])
+    bench.add_argument("what", choices=["hand", "geo"])
     bench.add_argument("--batch", type=int, default=256)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--batches", default="1,8,32", help="GeO batch sizes, comma separated")
+    bench.add_argument("--iterations", type=int, default=20, help="GeO iterations timed")
+    bench.add_argument("--loop", action="store_true", help="also time a sample-at-a-time loop")
     bench.set_defaults(run=_bench)
     args = ap.parse_args(argv)
     try:

@@ -263,7 +263,10 @@ class HandModel:
         return torch.zeros(batch, NUM_JOINTS, 3, dtype=self.dtype, device=self.device)
 
     def _inputs(self, pose, shape, trans):
-        _check("pose", pose, (None, NUM_JOINTS, 3))
+        if isinstance(pose, torch.Tensor) and pose.dim() == 4:
+            _check("pose", pose, (None, NUM_JOINTS, 3, 3))
+        else:
+            _check("pose", pose, (None, NUM_JOINTS, 3))
         B = pose.shape[0]
         f = dict(dtype=self.dtype, device=self.device)
         if pose.device != self.device:
@@ -298,7 +301,8 @@ class HandModel:
         """Pose and shape the hand.
 
         Args:
-            pose: (B, 16, 3) axis-angle, wrist rotation then the 15 joints in MANO order.
+            pose: (B, 16, 3) axis-angle, wrist rotation then the 15 joints in MANO order; or the
+                same rotations as (B, 16, 3, 3) matrices.
             shape: (B, S) or (1, S) shape coefficients (see ``shape_names``); default zeros.
             trans: (B, 3) or (1, 3) translation in metres added to everything; default zeros.
 
@@ -312,7 +316,7 @@ class HandModel:
         B = pose.shape[0]
         rest_v, rest_j = self.shaped_rest(shape)
         rest_v, rest_j = rest_v.expand(B, -1, -1), rest_j.expand(B, -1, -1)
-        rot = axis_angle_to_matrix(pose)  # (B, 16, 3, 3)
+        rot = pose if pose.dim() == 4 else axis_angle_to_matrix(pose)  # (B, 16, 3, 3)
         if self.pose_dirs is not None:
             eye = torch.eye(3, dtype=self.dtype, device=self.device)
             feat = (rot[:, 1:] - eye).reshape(B, -1)

@@ -1,0 +1,182 @@
+"""GeO: the per-sample optimiser against torch's own, batch independence, skipping, baselines,
+robustness, and recovery of perturbed grasps."""
+
+import pytest
+import torch
+
+from miho import cpf as C
+from miho import geo
+from miho.anchors import hand_regions
+from miho.hand import load_hand
+from miho.mesh import Meshes, box, cylinder, icosphere
+from miho.viz.hand_figures import curl_pose
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return load_hand(dtype=torch.float64)
+
+
+def _scene(hand, batch, seed=0, sizes=None):
+    """Hands near the palm side of cylinders / spheres, with the ground-truth-like CPF of a
+    slightly closer placement, so that every sample has contact to recover."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = []
+    for b in range(batch):
+        if (sizes or [b])[b % len(sizes or [b])] % 2 == 0:
+            v, f = cylinder(0.03 + 0.003 * b, 0.12, segments=32, rings=12, dtype=torch.float64)
+        else:
+            v, f = icosphere(0.035 + 0.002 * b, 2, dtype=torch.float64)
+        shapes.append((v + torch.tensor([-0.05, 0.085, 0.0], dtype=torch.float64), f))
+    objs = Meshes.from_list(shapes, dtype=torch.float64)
+    pose = curl_pose(hand, 0.3).expand(batch, -1, -1) + 0.05 * torch.randn(
+        batch, 16, 3, generator=g, dtype=torch.float64
+    )
+    trans = 0.004 * torch.randn(batch, 3, generator=g, dtype=torch.float64)
+    target = hand(pose, trans=trans + torch.tensor([-0.006, 0.0, 0.0], dtype=torch.float64))
+    field = C.annotate(target.vertices, objs.verts, hand_regions(hand), objs.vert_mask)
+    return pose, trans, objs, field
+
+
+def test_batch_adam_matches_torch_adam():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
+    lrs = torch.tensor([1e-2, 3e-2, 1e-3], dtype=torch.float64)
+    p = torch.zeros(3, 4, 2, dtype=torch.float64, requires_grad=True)
+    opt = geo.BatchAdam([p], [0.5], lrs.clone())
+    refs = [torch.zeros(4, 2, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    topts = [torch.optim.Adam([r], lr=float(lr) * 0.5) for r, lr in zip(refs, lrs)]
+    for _ in range(25):
+        ((p - target) ** 3).abs().sum().backward()
+        opt.step()
+        for i, (r, o) in enumerate(zip(refs, topts)):
+            o.zero_grad()
+            ((r - target[i]) ** 3).abs().sum().backward()
+            o.step()
+    for i in range(3):
+        assert torch.allclose(p[i], refs[i], atol=1e-12)
+
+
+def test_batch_plateau_matches_torch_scheduler():
+    seqs = [
+        [1.0 - 0.01 * t for t in range(100)],  # always improving: lr never drops
+        [1.0] * 100,  # flat: drops every 21 steps
+        [1.0 / (1 + t) if t < 30 else 0.5 for t in range(100)],
+    ]
+    lr = torch.full((3,), 1e-2, dtype=torch.float64)
+    ours = geo.BatchPlateau(lr, factor=0.5, patience=20, threshold=1e-4, min_lr=1e-5)
+    for s, seq in enumerate(seqs):
+        p = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([p], lr=1e-2)
+        ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=20, threshold=1e-4, min_lr=1e-5)
+        lrs = []
+        for v in seq:
+            ref.step(v)
+            lrs.append(opt.param_groups[0]["lr"])
+        seqs[s] = (seq, lrs)
+    for t in range(100):
+        ours.step(torch.tensor([seq[t] for seq, _ in seqs], dtype=torch.float64))
+        for s, (_, lrs) in enumerate(seqs):
+            assert lr[s].item() == pytest.approx(lrs[t], rel=1e-12), (s, t)
+
+
+def test_result_does_not_depend_on_the_batch(hand):
+    pose, trans, objs, field = _scene(hand, 3, sizes=[0, 1, 2])
+    kw = dict(iterations=30, mode="hand-object")
+    together = geo.optimize(hand, pose, objs, field, trans=trans, **kw)
+    for i in range(3):
+        alone = geo.optimize(hand, pose[i : i + 1], objs[i], field[i], trans=trans[i : i + 1], **kw)
+        n = int(objs.vert_mask[i].sum())
+        assert torch.allclose(alone.hand_verts[0], together.hand_verts[i], atol=1e-9)
+        assert torch.allclose(alone.obj_verts[0, :n], together.obj_verts[i, :n], atol=1e-9)
+        assert torch.allclose(alone.lr[0], together.lr[i])
+
+
+def test_skips_samples_without_contact(hand):
+    pose, trans, objs, field = _scene(hand, 2)
+    field.vc[1] = 0.0  # no contact at all: keep the input pose
+    res = geo.optimize(hand, pose, objs, field, trans=trans, iterations=15)
+    assert res.skipped.tolist() == [False, True]
+    assert torch.equal(res.pose[1], pose[1]) and torch.equal(res.trans[1], trans[1])
+    assert torch.equal(res.obj_verts[1], objs.verts[1]) and res.lr[1] == 0
+    assert not torch.allclose(res.pose[0], pose[0])
+
+
+@pytest.mark.parametrize("name", list(geo.BASELINES))
+def test_contact_heuristics_lower_their_energy(hand, name):
+    pose, trans, objs, field = _scene(hand, 2)
+    res = geo.optimize(hand, pose, objs, field, trans=trans, iterations=40, **geo.BASELINES[name])
+    total = res.history["total"]
+    assert total.shape == (40, 2) and (total[-1] < total[0]).all()
+    if name == "cpf without E_rpl":
+        assert (res.history["repulsion"] == 0).all()
+
+
+def test_k_rpl_scales_the_repulsion(hand):
+    pose, trans, objs, field = _scene(hand, 1)
+    a = geo.optimize(hand, pose, objs, field, trans=trans, iterations=1, k_rpl=1e-3)
+    b = geo.optimize(hand, pose, objs, field, trans=trans, iterations=1, k_rpl=4e-3)
+    assert b.history["repulsion"][0].item() == pytest.approx(4 * a.history["repulsion"][0].item(), rel=1e-9)
+
+
+def test_trajectory_and_history(hand):
+    pose, trans, objs, field = _scene(hand, 2)
+    res = geo.optimize(hand, pose, objs, field, trans=trans, iterations=30, record_every=10)
+    assert res.trajectory["hand"].shape == (4, 2, hand.num_vertices, 3)
+    assert res.trajectory["object"].shape == (4, *objs.verts.shape)
+    assert torch.allclose(res.trajectory["hand"][-1], res.hand_verts)
+    assert set(res.history) == {"total", "contact", "repulsion", "anat", "offset"}
+
+
+def test_hand_mode_keeps_the_object(hand):
+    pose, trans, objs, field = _scene(hand, 2)
+    res = geo.optimize(hand, pose, objs, field, trans=trans, iterations=20, mode="hand")
+    assert torch.equal(res.obj_verts, objs.verts) and torch.equal(res.obj_trans, torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_fuzz_random_poses_and_degenerate_objects(hand):
+    """No NaN or inf for wild poses and degenerate objects: a flat box and a one-sided fan."""
+    g = torch.Generator().manual_seed(3)
+    flat_v, flat_f = box((0.08, 0.08, 0.0), divisions=4, dtype=torch.float64)
+    ang = torch.linspace(0, 2 * torch.pi, 9, dtype=torch.float64)[:-1]
+    fan_v = torch.cat((torch.zeros(1, 3, dtype=torch.float64), 0.04 * torch.stack((ang.cos(), ang.sin(), 0 * ang), 1)))
+    fan_f = torch.tensor([(0, 1 + k, 1 + (k + 1) % 8) for k in range(8)])
+    offset = torch.tensor([-0.04, 0.08, 0.0], dtype=torch.float64)
+    objs = Meshes.from_list([(flat_v + offset, flat_f), (fan_v + offset, fan_f)], dtype=torch.float64)
+    for trial in range(3):
+        pose = 1.5 * torch.randn(2, 16, 3, generator=g, dtype=torch.float64)
+        trans = 0.03 * torch.randn(2, 3, generator=g, dtype=torch.float64)
+        field = C.CPF(torch.rand(2, objs.verts.shape[1], generator=g, dtype=torch.float64),
+                      torch.randint(0, 17, (2, objs.verts.shape[1]), generator=g),
+                      torch.rand(2, objs.verts.shape[1], generator=g, dtype=torch.float64))  # fmt: skip
+        for name in geo.BASELINES:
+            res = geo.optimize(hand, pose, objs, field, trans=trans, iterations=10, **geo.BASELINES[name])
+            for t in (res.pose, res.trans, res.hand_verts, res.obj_verts, res.history["total"]):
+                assert torch.isfinite(t).all(), (trial, name)
+
+
+def test_non_finite_or_misshapen_inputs_raise(hand):
+    pose, trans, objs, field = _scene(hand, 1)
+    bad = pose.clone()
+    bad[0, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        geo.optimize(hand, bad, objs, field, trans=trans, iterations=1)
+    with pytest.raises(ValueError, match="NaN"):
+        geo.optimize(hand, pose, objs, field, trans=torch.full((1, 3), float("inf"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="NaN"):
+        objs.with_verts(objs.verts * float("nan"))
+    with pytest.raises(ValueError, match="batch"):
+        geo.optimize(hand, pose.expand(2, -1, -1), objs, field, iterations=1)
+    with pytest.raises(ValueError, match="needs a CPF"):
+        geo.optimize(hand, pose, objs, None, iterations=1)
+    with pytest.raises(ValueError, match="mode"):
+        geo.GeOConfig(mode="object")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(hand):
+    pose, trans, objs, field = _scene(hand, 2)
+    cpu = geo.optimize(hand, pose, objs, field, trans=trans, iterations=20)
+    cuda = geo.optimize(hand.to("cuda"), pose.cuda(), objs.to("cuda"), C.CPF(field.vc.cuda(), field.cr.cuda(),
+                        field.ae.cuda()), trans=trans.cuda(), iterations=20)  # fmt: skip
+    assert (cuda.hand_verts.cpu() - cpu.hand_verts).abs().max() < 1e-6
