@@ -28,8 +28,9 @@ Contact terms (``contact=``), all with the same optimiser and regularisers (Tabl
   distance (alpha = 1 cm).
 
 Repulsion terms (``repulsion=``): ``"cpf"`` (E_rpl, elasticity ``k_rpl``: Table 5), ``"obman"``
-(Hasson et al.: ``r * tanh(depth / r)``, r = 2 cm, for every hand vertex inside the object by
-its nearest object vertex's normal) or ``"none"`` (Table 3). :data:`BASELINES` holds the
+(Hasson et al.: ``r * tanh(depth / r)``, r = 2 cm, depth to the nearest object vertex, for every
+hand vertex inside the object by generalised winding number) or ``"none"`` (Table 3). Nearest
+neighbours and inside tests are refreshed every ``rpl_refresh`` iterations. :data:`BASELINES` holds the
 settings of the paper's ablations and :data:`GRASP_SYNTHESIS` those of Supp C.2 (attraction of
 Hasson et al. + E_rpl + L_anat, hand only), used to make grasps without a known CPF.
 """
@@ -44,6 +45,7 @@ from tqdm.auto import tqdm
 from miho import amano
 from miho import cpf as cpf_mod
 from miho.anchors import PALM, TIP_REGIONS, hand_regions
+from miho.geometry import winding_number
 from miho.hand.model import HandModel, _check
 from miho.mesh import Meshes, vertex_normals
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -70,7 +72,7 @@ class GeOConfig:
     k_rpl: float = cpf_mod.K_RPL
     t_rpl: float = cpf_mod.T_RPL
     rpl_neighbours: int = 50
-    rpl_refresh: int = 10  # recompute the repulsion's nearest hand vertices every n iterations
+    rpl_refresh: int = 10  # recompute repulsion neighbours / inside tests every n iterations
     t_vc: float = cpf_mod.T_VC
     tip_anchor_weight: float = 1.0
     other_anchor_weight: float = 0.1
@@ -105,7 +107,15 @@ BASELINES = {
 #: keeps E_rpl, but with the paper's k_rpl its nearly constant push cannot stop an attraction
 #: that closes an open hand from pulling fingers into the object; Hasson et al.'s repulsion,
 #: weighted 5, keeps synthesised grasps within about 1 mm of penetration.
-GRASP_SYNTHESIS = dict(mode="hand", contact="obman", repulsion="obman", w_repulsion=5.0, w_offset=0.0)
+GRASP_SYNTHESIS = dict(
+    mode="hand",
+    contact="obman",
+    repulsion="obman",
+    w_repulsion=5.0,
+    w_offset=0.0,
+    obman_threshold=0.1,
+    obman_alpha=0.05,
+)
 
 
 @dataclass
@@ -200,8 +210,9 @@ def _nearest(points: torch.Tensor, obj_verts: torch.Tensor, obj_mask: torch.Tens
     return torch.cat(out)
 
 
-def _obman_energy(hand_verts, obj_verts, obj_normals, obj_mask, region_masks, cfg):
-    """Hasson et al.'s attraction (contact-prone regions) and repulsion (inside vertices), each (B,).
+def _obman_energy(hand_verts, obj_verts, obj_mask, region_masks, cfg, inside):
+    """Hasson et al.'s attraction (contact-prone regions) and repulsion (``inside`` (B, V) hand
+    vertices), each (B,).
 
     Distances are to the nearest object vertex (searched without gradient; the gradient flows
     through the chosen pair, as it would through a min).
@@ -214,10 +225,17 @@ def _obman_energy(hand_verts, obj_verts, obj_normals, obj_mask, region_masks, cf
         dr = near[:, mask].min(-1).values
         on = dr < cfg.obman_threshold
         attraction = attraction + torch.where(on, cfg.obman_alpha * torch.tanh(dr / cfg.obman_alpha), 0.0)
-    nj = torch.gather(obj_normals, 1, j[..., None].expand(-1, -1, 3))
-    inside = ((hand_verts - oj) * nj).sum(-1) < 0
     depth = torch.where(inside, near, torch.zeros_like(near))
     return attraction, (cfg.obman_r * torch.tanh(depth / cfg.obman_r)).sum(-1)
+
+
+def _inside(hand_verts, objects: Meshes, obj_verts, obj_normals):
+    """(B, V) bool: hand vertices inside their object, by generalised winding number (robust to
+    fingers that pass through a thin wall, unlike a nearest-normal test), without gradient."""
+    with torch.no_grad():
+        tris = torch.gather(obj_verts, 1, objects.faces.reshape(objects.batch, -1, 1).expand(-1, -1, 3))
+        w = winding_number(hand_verts, tris.reshape(objects.batch, -1, 3, 3), objects.face_mask)
+    return w.abs() > 0.5
 
 
 def optimize(
@@ -316,7 +334,9 @@ def optimize(
             contact = _vanilla_energy(regions.anchors(out.vertices), tip_anchor, ov, omask, cfg.vanilla_threshold)
         obman = None
         if "obman" in (cfg.contact, cfg.repulsion):
-            obman = _obman_energy(out.vertices, ov, normals, omask, obman_regions, cfg)
+            if it % max(cfg.rpl_refresh, 1) == 0 or "inside" not in neighbours:
+                neighbours["inside"] = _inside(out.vertices, objects, ov, normals)
+            obman = _obman_energy(out.vertices, ov, omask, obman_regions, cfg, neighbours["inside"])
         if cfg.contact == "obman":
             contact = obman[0]
         rpl = torch.zeros_like(contact)

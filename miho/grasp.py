@@ -7,6 +7,7 @@ import torch
 
 from miho import amano, geo
 from miho.anchors import PALM, hand_regions
+from miho.geometry import winding_number
 from miho.hand.model import HandModel, _check
 from miho.mesh import Meshes
 from miho.rotations import matrix_to_axis_angle
@@ -33,30 +34,35 @@ def _frame(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def approach_pose(
     hand: HandModel,
-    obj_verts: torch.Tensor,
+    objects: Meshes,
     approach: torch.Tensor,
     roll: torch.Tensor,
     curl: float = 0.2,
     gap: float = 0.01,
+    step: float = 0.002,
+    max_steps: int = 50,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Open hands facing objects: the palm looks at each object's centroid from ``approach``.
 
     Args:
-        obj_verts: (B, N, 3) object vertices (real ones; repeat a vertex to pad).
-        approach: (B, 3) direction from the object to the hand. roll: (B,) radians about it.
+        objects: the B objects. approach: (B, 3) direction from the object to the hand.
+        roll: (B,) radians about the approach direction.
         curl: fraction of the bend limits every joint starts with. gap: palm-surface distance.
+        step, max_steps: a hand that still intersects its object (the thumb of a hand at rest
+            reaches well below the palm) is backed off along ``approach`` by ``step`` metres
+            until no vertex is inside the object (generalised winding number).
 
     Returns:
-        pose (B, 16, 3) and trans (B, 3) such that the palm centre sits ``gap`` beyond the
-        object's extent along ``approach``, the palm normal pointing back at the object.
+        pose (B, 16, 3) and trans (B, 3).
     """
-    _check("obj_verts", obj_verts, (None, None, 3))
-    B = obj_verts.shape[0]
+    B = objects.batch
     _check("approach", approach, (B, 3))
     centre, normal, fingers = palm_frame(hand)
     approach = approach / approach.norm(dim=-1, keepdim=True)
-    c = obj_verts.mean(1)
-    reach = ((obj_verts - c[:, None]) * approach[:, None]).sum(-1).max(1).values
+    m = objects.vert_mask[..., None]
+    c = (objects.verts * m).sum(1) / m.sum(1)
+    along = ((objects.verts - c[:, None]) * approach[:, None]).sum(-1).masked_fill(~objects.vert_mask, -1e9)
+    reach = along.max(1).values
     rest = _frame(normal, fingers)  # hand axes in the rest pose
     rots = []
     for b in range(B):  # a few 3x3 frames; the heavy work below is batched
@@ -72,6 +78,14 @@ def approach_pose(
     target = c + approach * (reach + gap)[:, None]
     j0 = hand.joints[0]
     trans = target - ((centre - j0) @ R.transpose(-1, -2)) - j0
+    tris = objects.triangles()
+    with torch.no_grad():
+        for _ in range(max_steps):
+            inside = winding_number(hand(pose, trans=trans).vertices, tris, objects.face_mask).abs() > 0.5
+            hit = inside.any(1)
+            if not bool(hit.any()):
+                break
+            trans = trans + step * approach * hit[:, None]
     return pose, trans
 
 
@@ -89,21 +103,32 @@ def synthesize(
 
 def example_objects(dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Small objects for the book and tests, centred at the origin, metres: a procedural
-    cylinder (a can, axis z) and pybullet_data's mug (axis z, handle towards +y), subdivided once."""
+    cylinder (a can, axis z), pybullet_data's mug (axis z, handle towards +y, subdivided once),
+    a ball and a box."""
     import os
 
     import pybullet_data
 
-    from miho.mesh import cylinder, load_obj, subdivide
+    from miho.mesh import box, cylinder, icosphere, load_obj, subdivide
 
     mug_v, mug_f = subdivide(*load_obj(os.path.join(pybullet_data.getDataPath(), "objects", "mug.obj"), dtype=dtype))
     mug_v = mug_v - (mug_v.max(0).values + mug_v.min(0).values) / 2
-    return {"cylinder": cylinder(0.03, 0.12, segments=40, rings=24, dtype=dtype), "mug": (mug_v, mug_f)}
+    return {
+        "cylinder": cylinder(0.03, 0.12, segments=40, rings=24, dtype=dtype),
+        "mug": (mug_v, mug_f),
+        "ball": icosphere(0.04, 4, dtype=dtype),
+        "box": box((0.05, 0.05, 0.12), divisions=12, dtype=dtype),
+    }
 
 
 #: Approach direction (object -> hand) and roll of the example grasps: palm on the side of the
 #: object, fingers wrapping around its z axis (the mug from the side opposite its handle).
-EXAMPLE_APPROACH = {"cylinder": ((1.0, 0.0, 0.0), 1.5708), "mug": ((-1.0, 0.0, 0.0), 1.5708)}
+EXAMPLE_APPROACH = {
+    "cylinder": ((1.0, 0.0, 0.0), 1.5708),
+    "mug": ((-1.0, 0.0, 0.0), 1.5708),
+    "ball": ((0.0, 0.0, 1.0), 0.0),
+    "box": ((1.0, 0.0, 0.0), 1.5708),
+}
 
 
 def example_grasps(hand: HandModel, names=("cylinder", "mug"), iterations: int = 200):
@@ -116,7 +141,6 @@ def example_grasps(hand: HandModel, names=("cylinder", "mug"), iterations: int =
     objects = Meshes.from_list([shapes[n] for n in names], device=hand.device, dtype=hand.dtype)
     direction = torch.tensor([EXAMPLE_APPROACH[n][0] for n in names], dtype=hand.dtype, device=hand.device)
     roll = torch.tensor([EXAMPLE_APPROACH[n][1] for n in names], dtype=hand.dtype, device=hand.device)
-    real = torch.where(objects.vert_mask[..., None], objects.verts, objects.verts[:, :1])  # pad with a real vertex
-    pose, trans = approach_pose(hand, real, direction, roll)
+    pose, trans = approach_pose(hand, objects, direction, roll)
     res = synthesize(hand, objects, pose, trans, iterations=iterations)
     return objects, res.pose, res.trans

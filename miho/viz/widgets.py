@@ -83,3 +83,30 @@ def region_explorer(hand: HandModel, regions: HandRegions) -> W.VBox:
         "region": W.Dropdown(options=[(n, r) for r, n in enumerate(REGION_NAMES)], value=2, description="region")
     }
     return _explorer(controls, lambda **v: draw_region(hand, regions, **v))
+
+
+def draw_energy(k_atr: float, k_rpl: float, lateral: float, scale: float):
+    """Figure and caption (equilibrium height) of one attractive and one repulsive spring."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from miho.viz.cpf_figures import pair_energies
+
+    x = np.linspace(-10.0, 25.0, 701)
+    atr, rpl = pair_energies(x, k_atr=k_atr, k_rpl=k_rpl, lateral=lateral, scale=scale)
+    fig = go.Figure([go.Scatter(x=x, y=1e6 * e, name=n) for e, n in ((atr, "attraction"), (rpl, "repulsion"),
+                                                                       (atr + rpl, "total"))])  # fmt: skip
+    fig.update_layout(height=380, xaxis_title="height above the surface (mm)", yaxis_title="energy (10^-6)")
+    return fig, f"equilibrium at {x[(atr + rpl).argmin()]:.2f} mm above the surface"
+
+
+def energy_explorer() -> W.VBox:
+    """Sliders for k_atr, k_rpl, the lateral offset and the exponential's length scale."""
+    controls = {
+        "k_atr": W.FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, description="k_atr", continuous_update=False),
+        "k_rpl": W.FloatLogSlider(value=1e-3, base=10, min=-4, max=-2, description="k_rpl", continuous_update=False),
+        "lateral": W.FloatSlider(value=0.0, min=0.0, max=15.0, step=0.5, description="offset (mm)",
+                                 continuous_update=False),
+        "scale": W.FloatLogSlider(value=1.0, base=10, min=-3, max=0, description="scale (m)", continuous_update=False),
+    }  # fmt: skip
+    return _explorer(controls, draw_energy)
