@@ -27,7 +27,7 @@ def _info(args) -> None:
 
 
 def _bench(args) -> None:
-    from miho.bench import bench_geo, bench_hand
+    from miho.bench import bench_geo, bench_hand, bench_recovery, bench_siv
 
     torch.set_num_threads(args.threads)
     where = f"{args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else
@@ -38,6 +38,21 @@ def _bench(args) -> None:
             f"hand forward+backward: batch {args.batch}, {where}: "
             f"{t * 1e3:.1f} ms (median of {args.repeats}), {t / args.batch * 1e6:.0f} us per hand"
         )
+        return
+    if args.what == "siv":
+        rate = bench_siv(args.batch, args.device, args.resolution)
+        print(f"SIV at {args.resolution}^3: batch {args.batch}, {where}: {rate:.0f} samples/s")
+        return
+    if args.what == "recovery":
+        rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)
+        n = len(rec.before)
+        print(f"recovery of {n} perturbed grasps (10-20 mm), GeO hand mode with the ground-truth CPF, {where}, "
+              f"{args.geo_iterations} iterations, {t:.1f} s (GeO + metrics)")  # fmt: skip
+        for name, table in (("ground truth", rec.truth), ("perturbed start", rec.before), ("after GeO", rec.after)):
+            print(f"\n{name}:\n{table.to_markdown()}")
+        ok = rec.improved()
+        print(f"\nlower after GeO: HE {int(ok['HE'].sum())}/{n}, PD {int(ok['PD'].sum())}/{n}, "
+              f"SIV {int(ok['SIV'].sum())}/{n}; all three: {int(rec.success().sum())}/{n}")  # fmt: skip
         return
     print(f"GeO (CPF, hand-object), hand 1609 vertices, objects 2066 vertices, {where}, {args.iterations} iterations")
     print("| batch | ms / iteration | ms / iteration / sample | 400 iterations (s) | peak GPU memory (GiB) |")
@@ -57,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="time a hot path")
-    bench.add_argument("what", choices=["hand", "geo"])
+    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv"])
     bench.add_argument("--batch", type=int, default=256)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -65,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--batches", default="1,8,32", help="GeO batch sizes, comma separated")
     bench.add_argument("--iterations", type=int, default=20, help="GeO iterations timed")
     bench.add_argument("--loop", action="store_true", help="also time a sample-at-a-time loop")
+    bench.add_argument("--resolution", type=int, default=80, help="SIV voxels per axis")
+    bench.add_argument("--perturbations", type=int, default=8, help="recovery: perturbations per grasp (x4 grasps)")
+    bench.add_argument("--geo-iterations", type=int, default=400, help="GeO iterations of the recovery experiment")
     bench.set_defaults(run=_bench)
     args = ap.parse_args(argv)
     try:

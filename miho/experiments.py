@@ -20,11 +20,13 @@ def perturb_hands(
     objects: Meshes,
     magnitude=(0.010, 0.020),
     joint_noise: float = 0.05,
+    cone: float = 0.5,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Coarse estimates of B grasps: the hand translated by ``magnitude`` metres (uniform in the
-    range) in a random direction of the half space towards its object's centroid, so that it
-    sinks into the object, and every joint rotation disturbed by N(0, joint_noise) radians.
+    range) in a random direction within ``cone`` radians of the direction from the hand to its
+    object's centroid, so that it sinks into the object, and every joint rotation disturbed by
+    N(0, joint_noise) radians.
 
     Returns:
         pose (B, 16, 3), trans (B, 3).
@@ -38,9 +40,11 @@ def perturb_hands(
     m = objects.vert_mask[..., None]
     centre = (objects.verts * m).sum(1) / m.sum(1)
     inward = (centre - palm) / (centre - palm).norm(dim=-1, keepdim=True)
-    d = torch.randn(B, 3, generator=g, **f).to(pose.device)
-    d = torch.where(((d * inward).sum(-1, keepdim=True) < 0), -d, d)  # same half space as inward
-    d = d / d.norm(dim=-1, keepdim=True)
+    side = torch.randn(B, 3, generator=g, **f).to(pose.device)
+    side = side - (side * inward).sum(-1, keepdim=True) * inward
+    side = side / side.norm(dim=-1, keepdim=True)
+    tilt = cone * torch.rand(B, 1, generator=g, **f).to(pose.device)
+    d = torch.cos(tilt) * inward + torch.sin(tilt) * side
     lo, hi = magnitude
     size = lo + (hi - lo) * torch.rand(B, 1, generator=g, **f).to(pose.device)
     noise = torch.zeros_like(pose)

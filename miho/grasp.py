@@ -104,7 +104,7 @@ def synthesize(
 def example_objects(dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Small objects for the book and tests, centred at the origin, metres: a procedural
     cylinder (a can, axis z), pybullet_data's mug (axis z, handle towards +y, subdivided once),
-    a ball and a box."""
+    a ball, a box and a narrower can."""
     import os
 
     import pybullet_data
@@ -118,6 +118,7 @@ def example_objects(dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.
         "mug": (mug_v, mug_f),
         "ball": icosphere(0.04, 4, dtype=dtype),
         "box": box((0.05, 0.05, 0.12), divisions=12, dtype=dtype),
+        "can": cylinder(0.025, 0.10, segments=40, rings=20, dtype=dtype),
     }
 
 
@@ -128,6 +129,7 @@ EXAMPLE_APPROACH = {
     "mug": ((-1.0, 0.0, 0.0), 1.5708),
     "ball": ((0.0, 0.0, 1.0), 0.0),
     "box": ((1.0, 0.0, 0.0), 1.5708),
+    "can": ((0.0, 1.0, 0.0), 1.5708),
 }
 
 

@@ -372,6 +372,7 @@ def solid_intersection_volume(
     hand_inside: str = "crossings",
     cache: VoxelCache | bool | None = True,
     chunk: int | None = None,
+    voxels: list | None = None,
 ) -> torch.Tensor:
     """Solid intersection volume (SIV).
 
@@ -396,6 +397,8 @@ def solid_intersection_volume(
         cache: a :class:`VoxelCache`, True (the module's :data:`DEFAULT_VOXEL_CACHE`) or
             None/False; reuses winding-number voxel states of identical object meshes.
         chunk: point-triangle pairs held at once by the winding-number queries (None: device default).
+        voxels: a list to which the (K_b, 3) centres (metres) of each sample's intersecting voxels
+            are appended (for drawing them), or None.
 
     Returns:
         (B,) cm^3, in the hand vertices' dtype.
@@ -426,14 +429,20 @@ def solid_intersection_volume(
         s = tuple(ranges[b][0])
         n = tuple(ranges[b][1][a] - s[a] + 1 for a in range(3))
         if min(n) <= 0:
+            if voxels is not None:
+                voxels.append(torch.zeros(0, 3, dtype=dt, device=dev))
             continue
-        out[b] = _siv_count(hand_verts[b], faces[b], objects, b, olo[b], step[b], s, n, R, object_inside,
-                            hand_inside, cache, chunk)  # fmt: skip
+        idx = _siv_voxels(hand_verts[b], faces[b], objects, b, olo[b], step[b], s, n, R, object_inside,
+                          hand_inside, cache, chunk)  # fmt: skip
+        out[b] = idx.shape[0]
+        if voxels is not None:
+            voxels.append(olo[b] + ((idx + torch.tensor(s, device=dev)).to(dt) + 0.5) * step[b])
     return out * step.prod(-1) * _M3_TO_CM3
 
 
-def _siv_count(hv, hf, objects, b, lo, step, s, n, R, object_inside, hand_inside, cache, chunk) -> int:
-    """Number of voxels of sample ``b``'s object grid block ``s + [0, n)`` inside hand and object."""
+def _siv_voxels(hv, hf, objects, b, lo, step, s, n, R, object_inside, hand_inside, cache, chunk) -> torch.Tensor:
+    """(K, 3) indices (relative to the block start ``s``) of the voxels of sample ``b``'s object
+    grid block ``s + [0, n)`` that are inside both the hand and the object."""
     dev, dt = hv.device, hv.dtype
     ov, of = _real_mesh(objects, b)
     ov = ov.to(dt)
@@ -445,7 +454,7 @@ def _siv_count(hv, hf, objects, b, lo, step, s, n, R, object_inside, hand_inside
     start = torch.tensor(s, device=dev)
     if mode == "crossings" and hand_inside == "crossings":
         both = (column_crossings(hv, hf, lo, step, s, n) != 0) & (column_crossings(ov, of, lo, step, s, n) != 0)
-        return int(both.sum())
+        return torch.nonzero(both)
     # Candidate voxels: inside the hand (cheap crossing test), or the whole block.
     if hand_inside == "crossings":
         idx = torch.nonzero(column_crossings(hv, hf, lo, step, s, n) != 0)
@@ -453,7 +462,7 @@ def _siv_count(hv, hf, objects, b, lo, step, s, n, R, object_inside, hand_inside
         axes = [torch.arange(n[a], device=dev) for a in range(3)]
         idx = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     if idx.shape[0] == 0:
-        return 0
+        return idx
     # Object test of the candidates.
     if mode == "crossings":
         obj = column_crossings(ov, of, lo, step, s, n) != 0
@@ -477,9 +486,9 @@ def _siv_count(hv, hf, objects, b, lo, step, s, n, R, object_inside, hand_inside
             states[todo] = new.to(torch.int8)
             idx = idx[states > 0]
     if hand_inside == "crossings" or idx.shape[0] == 0:
-        return idx.shape[0]
+        return idx
     pts = lo + ((idx + start).to(dt) + 0.5) * step
-    return int((winding_number(pts[None], hv[hf][None], None, chunk=chunk)[0].abs() > 0.5).sum())
+    return idx[winding_number(pts[None], hv[hf][None], None, chunk=chunk)[0].abs() > 0.5]
 
 
 # ---------------------------------------------------------------------- one-call evaluation

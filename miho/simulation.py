@@ -196,6 +196,7 @@ def simulate_one(
     com: np.ndarray,
     gravity: np.ndarray,
     settings: SimSettings,
+    trace: list | None = None,
 ) -> float:
     """Displacement (mm) of one object's centre of mass over the simulation.
 
@@ -204,6 +205,8 @@ def simulate_one(
         object_obj: path of the object's convex decomposition (in the object's own frame).
         com: (3,) the object's centre of mass (the body frame is placed there).
         gravity: (3,) m/s^2.
+        trace: a list to which the centre of mass (3,) metres is appended before the first
+            and after every step (for drawing the motion), or None.
     """
     p = _pybullet()
     with quiet_stdout():
@@ -236,8 +239,12 @@ def simulate_one(
             p.changeDynamics(obj, -1, lateralFriction=settings.object_friction,
                              restitution=settings.object_restitution, physicsClientId=cid)  # fmt: skip
             start = np.asarray(p.getBasePositionAndOrientation(obj, physicsClientId=cid)[0])
+            if trace is not None:
+                trace.append(start)
             for _ in range(settings.steps):
                 p.stepSimulation(physicsClientId=cid)
+                if trace is not None:
+                    trace.append(np.asarray(p.getBasePositionAndOrientation(obj, physicsClientId=cid)[0]))
             end = np.asarray(p.getBasePositionAndOrientation(obj, physicsClientId=cid)[0])
         finally:
             p.disconnect(cid)
@@ -363,3 +370,18 @@ __all__ = [
     "simulate_one",
     "simulation_displacement",
 ]
+
+
+def simulation_trace(hand_verts, hand_faces, obj_verts, obj_faces, gravity=None, settings=None, cache_dir=None):
+    """Centre of mass of one object over a simulation, (steps + 1, 3) metres, for drawing.
+
+    Arguments as one sample of :func:`simulation_displacement` (numpy or torch, metres).
+    """
+    settings = settings or SimSettings()
+    hv, hf = _as_numpy(hand_verts, np.float64), _as_numpy(hand_faces, np.int64)
+    ov, of = _as_numpy(obj_verts, np.float64), _as_numpy(obj_faces, np.int64)
+    path = decompose(ov, of, settings, default_cache_dir() if cache_dir is None else cache_dir)
+    trace: list = []
+    g = np.asarray(settings.gravity if gravity is None else _as_numpy(gravity, np.float64), dtype=np.float64)
+    simulate_one(hv, hf, path, centre_of_mass(ov, of), g, settings, trace=trace)
+    return np.stack(trace)

@@ -409,3 +409,18 @@ def test_metrics_cuda_match_cpu(posed_hand):
         assert torch.allclose(cpu[k], gpu[k], rtol=1e-3, atol=5e-3), k  # SIV: a few voxels may flip
     w = M.solid_intersection_volume(*hand.to("cuda").closed(verts.cuda()), obj.to("cuda"), object_inside="winding")
     assert torch.allclose(w.cpu().double(), cpu["SIV"], rtol=0.01)
+
+
+def test_siv_returns_the_intersecting_voxels():
+    """The voxel centres handed back are as many as SIV counts, and each lies in both solids."""
+    a, fa = icosphere(0.03, 2, dtype=torch.float64)
+    b, fb = icosphere(0.03, 2, dtype=torch.float64)
+    b = b + torch.tensor([0.03, 0.0, 0.0], dtype=torch.float64)
+    objs = Meshes.from_list([(b, fb)], dtype=torch.float64)
+    voxels = []
+    siv = M.solid_intersection_volume(a[None], fa, objs, resolution=24, voxels=voxels)
+    v = voxels[0].numpy()
+    step = (b.max(0).values - b.min(0).values) / 24
+    assert siv.item() == pytest.approx(len(v) * float(step.prod()) * 1e6)
+    for verts, faces in ((a, fa), (b, fb)):
+        assert trimesh.Trimesh(verts.numpy(), faces.numpy()).contains(v).all()
