@@ -47,9 +47,10 @@ def _curves(x, **params):
 
 def energy_curves_figure(x_mm=None) -> go.Figure:
     """Fig. 12: attraction, repulsion and total energy against the hand point's height above the
-    object surface, with a slider for each parameter (each slider varies one parameter from
-    the defaults). The marker is the equilibrium (the total's minimum)."""
-    x = np.linspace(-10.0, 25.0, 351) if x_mm is None else np.asarray(x_mm, dtype=float)
+    object surface, within the repulsion's 20 mm range, with a slider for each parameter (each
+    slider varies one parameter from the defaults). The marker is the equilibrium (the total's
+    minimum in that range)."""
+    x = np.linspace(-10.0, 19.9, 300) if x_mm is None else np.asarray(x_mm, dtype=float)
     defaults = {name: default for name, _, _, default in ENERGY_SLIDERS}
     atr, rpl, tot, xe, ye = _curves(x, **defaults)
     fig = go.Figure([
