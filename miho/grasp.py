@@ -101,25 +101,31 @@ def synthesize(
     return geo.optimize(hand, pose, objects, trans=trans, iterations=iterations, **{**geo.GRASP_SYNTHESIS, **overrides})
 
 
-def example_objects(dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def example_objects(dtype=torch.float32, names=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Small objects for the book and tests, centred at the origin, metres: a procedural
-    cylinder (a can, axis z), pybullet_data's mug (axis z, handle towards +y, subdivided once),
-    a ball, a box and a narrower can."""
-    import os
-
-    import pybullet_data
-
+    cylinder (a can, axis z), pybullet_data's mug (axis z, handle towards +y, subdivided once;
+    needs pybullet), a ball, a box and a narrower can. ``names`` picks some (default all)."""
     from miho.mesh import box, cylinder, icosphere, load_obj, subdivide
 
-    mug_v, mug_f = subdivide(*load_obj(os.path.join(pybullet_data.getDataPath(), "objects", "mug.obj"), dtype=dtype))
-    mug_v = mug_v - (mug_v.max(0).values + mug_v.min(0).values) / 2
-    return {
-        "cylinder": cylinder(0.03, 0.12, segments=40, rings=24, dtype=dtype),
-        "mug": (mug_v, mug_f),
-        "ball": icosphere(0.04, 4, dtype=dtype),
-        "box": box((0.05, 0.05, 0.12), divisions=12, dtype=dtype),
-        "can": cylinder(0.025, 0.10, segments=40, rings=20, dtype=dtype),
+    def mug():
+        import os
+
+        import pybullet_data
+
+        v, f = subdivide(*load_obj(os.path.join(pybullet_data.getDataPath(), "objects", "mug.obj"), dtype=dtype))
+        return v - (v.max(0).values + v.min(0).values) / 2, f
+
+    makers = {
+        "cylinder": lambda: cylinder(0.03, 0.12, segments=40, rings=24, dtype=dtype),
+        "mug": mug,
+        "ball": lambda: icosphere(0.04, 4, dtype=dtype),
+        "box": lambda: box((0.05, 0.05, 0.12), divisions=12, dtype=dtype),
+        "can": lambda: cylinder(0.025, 0.10, segments=40, rings=20, dtype=dtype),
     }
+    unknown = set(names or ()) - set(makers)
+    if unknown:
+        raise ValueError(f"unknown example objects {sorted(unknown)}; choose from {sorted(makers)}")
+    return {n: makers[n]() for n in (names or makers)}
 
 
 #: Approach direction (object -> hand) and roll of the example grasps: palm on the side of the
@@ -139,7 +145,7 @@ def example_grasps(hand: HandModel, names=("cylinder", "mug"), iterations: int =
     Returns:
         objects (:class:`Meshes`), pose (B, 16, 3), trans (B, 3).
     """
-    shapes = example_objects(hand.dtype)
+    shapes = example_objects(hand.dtype, names)
     objects = Meshes.from_list([shapes[n] for n in names], device=hand.device, dtype=hand.dtype)
     direction = torch.tensor([EXAMPLE_APPROACH[n][0] for n in names], dtype=hand.dtype, device=hand.device)
     roll = torch.tensor([EXAMPLE_APPROACH[n][1] for n in names], dtype=hand.dtype, device=hand.device)
