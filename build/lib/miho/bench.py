@@ -1,0 +1,116 @@
+"""Benchmarks behind ``miho bench`` (results go in the README with the command that made them)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from miho.anchors import hand_regions
+from miho.hand import load_hand
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_hand(batch: int = 256, device: str = "cpu", repeats: int = 20, warmup: int = 2) -> float:
+    """Median seconds of one forward + backward pass of ``batch`` posed hands.
+
+    The pass computes vertices, the 21 joints and the 32 anchors, and back-propagates a scalar
+    of all three to pose, shape and translation.
+    """
+    hand = load_hand(device=device)
+    regions = hand_regions(hand)
+    g = torch.Generator().manual_seed(0)
+    pose = (0.3 * torch.randn(batch, 16, 3, generator=g)).to(device).requires_grad_(True)
+    shape = torch.zeros(batch, hand.num_shape, device=device, requires_grad=True)
+    trans = torch.zeros(batch, 3, device=device, requires_grad=True)
+    times = []
+    for i in range(warmup + repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = hand(pose, shape, trans)
+        loss = out.vertices.square().sum() + out.joints21.sum() + regions.anchors(out.vertices).sum()
+        loss.backward()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+        pose.grad = shape.grad = trans.grad = None
+    return statistics.median(times)
+
+
+def geo_scene(batch: int, device: str = "cpu", seed: int = 0):
+    """B hands near cylinders of about 2000 vertices, with a CPF: a GeO workload."""
+    from miho import cpf
+    from miho.mesh import Meshes, cylinder
+    from miho.viz.hand_figures import curl_pose
+
+    hand = load_hand(device=device)
+    g = torch.Generator().manual_seed(seed)
+    v, f = cylinder(0.03, 0.12, segments=48, rings=36)  # 2066 vertices
+    objs = Meshes.from_list([(v + torch.tensor([-0.05, 0.085, 0.0]), f)] * batch, device=device)
+    pose = (curl_pose(hand.to("cpu"), 0.3) + 0.05 * torch.randn(batch, 16, 3, generator=g)).to(device)
+    trans = (0.004 * torch.randn(batch, 3, generator=g)).to(device)
+    with torch.no_grad():
+        near = hand(pose, trans=trans + torch.tensor([-0.006, 0.0, 0.0], device=device))
+    field = cpf.annotate(near.vertices, objs.verts, hand_regions(hand), objs.vert_mask)
+    return hand, pose, trans, objs, field
+
+
+def bench_geo(batch: int, device: str = "cpu", iterations: int = 20, loop: bool = False) -> tuple[float, float]:
+    """Seconds per GeO iteration for a batch (CPF contact, hand-object mode), and peak GPU
+    memory in GiB (0 on the CPU). With ``loop`` the samples are optimised one at a time, as the
+    official code does, and the time is that of the whole loop per iteration."""
+    from miho import geo
+
+    hand, pose, trans, objs, field = geo_scene(batch, device)
+    geo.optimize(hand, pose[:1], objs[0], field[:1], trans=trans[:1], iterations=2)  # warm-up
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    t0 = time.perf_counter()
+    if loop:
+        for i in range(batch):
+            geo.optimize(hand, pose[i : i + 1], objs[i], field[i], trans=trans[i : i + 1], iterations=iterations)
+    else:
+        geo.optimize(hand, pose, objs, field, trans=trans, iterations=iterations)
+    _sync(device)
+    dt = (time.perf_counter() - t0) / iterations
+    peak = torch.cuda.max_memory_allocated() / 2**30 if str(device).startswith("cuda") else 0.0
+    return dt, peak
+
+
+def bench_recovery(repeats: int = 8, device: str = "cpu", iterations: int = 400, resolution: int = 80):
+    """The recovery experiment on 4 synthesised ground-truth grasps x ``repeats`` perturbations
+    (32 pairs by default): returns the :class:`miho.experiments.Recovery` and the GeO seconds.
+
+    The objects are the cylinder, ball, box and can of :func:`miho.grasp.example_objects`; the
+    mug is left out because its synthesised "ground truth" already sinks about 4 mm into the
+    mug's thick wall (PD 4 mm, SIV 8 cm^3), which no refinement towards it can lower."""
+    from miho import experiments, grasp
+
+    hand = load_hand(device=device)
+    objects, pose, trans = grasp.example_grasps(hand, names=("cylinder", "ball", "box", "can"))
+    t0 = time.perf_counter()
+    rec = experiments.recovery_experiment(hand, objects, pose, trans, repeats=repeats, resolution=resolution,
+                                          iterations=iterations)  # fmt: skip
+    return rec, time.perf_counter() - t0
+
+
+def bench_siv(batch: int = 32, device: str = "cpu", resolution: int = 80) -> float:
+    """Samples per second of the solid intersection volume at ``resolution``^3 (GeO's scene:
+    posed hands against cylinders of 2066 vertices, some intersecting)."""
+    from miho import metrics
+
+    hand, pose, trans, objs, _ = geo_scene(batch, device)
+    with torch.no_grad():
+        cv, cf = hand.closed(hand(pose, trans=trans + torch.tensor([0.01, 0.0, 0.0], device=device)).vertices)
+    metrics.solid_intersection_volume(cv[:1], cf, objs[0], resolution=resolution)  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    metrics.solid_intersection_volume(cv, cf, objs, resolution=resolution)
+    _sync(device)
+    return batch / (time.perf_counter() - t0)

@@ -1,0 +1,95 @@
+"""The ``miho`` command.
+
+miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
+miho bench hand [--batch 256] [--device cpu] [--threads 2] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def _info(args) -> None:
+    from miho import __version__
+    from miho.anchors import REGION_NAMES, hand_regions
+    from miho.hand import load_hand
+
+    hand = load_hand(args.hand, path=args.mano_path)
+    regions = hand_regions(hand)
+    print(f"miho {__version__}, torch {torch.__version__}")
+    print(hand)
+    print(f"palm-side vertices: {int(regions.palm_side.sum())} of {hand.num_vertices}")
+    counts = torch.bincount(regions.anchor_region, minlength=len(REGION_NAMES)).tolist()
+    print(f"anchors: {sum(counts)}  " + ", ".join(f"{n} {c}" for n, c in zip(REGION_NAMES, counts)))
+
+
+def _bench(args) -> None:
+    from miho.bench import bench_geo, bench_hand, bench_recovery, bench_siv
+
+    torch.set_num_threads(args.threads)
+    where = f"{args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else
+                                f", {torch.get_num_threads()} threads")  # fmt: skip
+    if args.what == "hand":
+        t = bench_hand(args.batch, args.device, args.repeats)
+        print(
+            f"hand forward+backward: batch {args.batch}, {where}: "
+            f"{t * 1e3:.1f} ms (median of {args.repeats}), {t / args.batch * 1e6:.0f} us per hand"
+        )
+        return
+    if args.what == "siv":
+        rate = bench_siv(args.batch, args.device, args.resolution)
+        print(f"SIV at {args.resolution}^3: batch {args.batch}, {where}: {rate:.0f} samples/s")
+        return
+    if args.what == "recovery":
+        rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)
+        n = len(rec.before)
+        print(f"recovery of {n} perturbed grasps (10-20 mm), GeO hand mode with the ground-truth CPF, {where}, "
+              f"{args.geo_iterations} iterations, {t:.1f} s (GeO + metrics)")  # fmt: skip
+        for name, table in (("ground truth", rec.truth), ("perturbed start", rec.before), ("after GeO", rec.after)):
+            print(f"\n{name}:\n{table.to_markdown()}")
+        ok = rec.improved()
+        print(f"\nlower after GeO: HE {int(ok['HE'].sum())}/{n}, PD {int(ok['PD'].sum())}/{n}, "
+              f"SIV {int(ok['SIV'].sum())}/{n}; all three: {int(rec.success().sum())}/{n}")  # fmt: skip
+        return
+    print(f"GeO (CPF, hand-object), hand 1609 vertices, objects 2066 vertices, {where}, {args.iterations} iterations")
+    print("| batch | ms / iteration | ms / iteration / sample | 400 iterations (s) | peak GPU memory (GiB) |")
+    print("|---|---|---|---|---|")
+    for b in (int(x) for x in args.batches.split(",")):
+        for loop in (False, True) if args.loop else (False,):
+            t, peak = bench_geo(b, args.device, args.iterations, loop=loop)
+            name = f"{b} (one at a time)" if loop else str(b)
+            print(f"| {name} | {t * 1e3:.1f} | {t / b * 1e3:.2f} | {400 * t:.1f} | {peak:.2f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="miho", description="MIHO: hand-object contact (CPF), batched in PyTorch")
+    sub = ap.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="describe a hand model, its subregions and anchors")
+    info.add_argument("--hand", default="anny", choices=["anny", "mano"])
+    info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
+    info.set_defaults(run=_info)
+    bench = sub.add_parser("bench", help="time a hot path")
+    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv"])
+    bench.add_argument("--batch", type=int, default=256)
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--batches", default="1,8,32", help="GeO batch sizes, comma separated")
+    bench.add_argument("--iterations", type=int, default=20, help="GeO iterations timed")
+    bench.add_argument("--loop", action="store_true", help="also time a sample-at-a-time loop")
+    bench.add_argument("--resolution", type=int, default=80, help="SIV voxels per axis")
+    bench.add_argument("--perturbations", type=int, default=8, help="recovery: perturbations per grasp (x4 grasps)")
+    bench.add_argument("--geo-iterations", type=int, default=400, help="GeO iterations of the recovery experiment")
+    bench.set_defaults(run=_bench)
+    args = ap.parse_args(argv)
+    try:
+        args.run(args)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"miho: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

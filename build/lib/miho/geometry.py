@@ -1,0 +1,243 @@
+"""Small batched mesh-geometry kernels in torch (any device)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def ray_triangle_hits(
+    origins: torch.Tensor, dirs: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """First intersection of each ray with a triangle mesh (Moller-Trumbore, both face sides).
+
+    Args:
+        origins, dirs: (R, 3) ray origins and (not necessarily unit) directions.
+        vertices: (V, 3). faces: (F, 3) long.
+
+    Returns:
+        face: (R,) long index of the first face hit at t > 0, -1 for a miss;
+        t: (R,) ray parameter of the hit (hit = origin + t * dir), inf for a miss;
+        uv: (R, 2) weights (u, v) with hit = v0 + u (v1 - v0) + v (v2 - v0).
+    """
+    v0, v1, v2 = (vertices[faces[:, k]] for k in range(3))  # (F, 3)
+    e1, e2 = v1 - v0, v2 - v0
+    d = dirs[:, None, :]  # (R, 1, 3)
+    p = torch.linalg.cross(d.expand(-1, e2.shape[0], -1), e2[None].expand(d.shape[0], -1, -1))
+    det = (p * e1[None]).sum(-1)  # (R, F)
+    ok = det.abs() > eps
+    inv = 1.0 / torch.where(ok, det, torch.ones_like(det))
+    s = origins[:, None, :] - v0[None]
+    u = (s * p).sum(-1) * inv
+    q = torch.linalg.cross(s, e1[None].expand_as(s))
+    v = (q * d).sum(-1) * inv
+    t = (q * e2[None]).sum(-1) * inv
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > eps)
+    t = torch.where(hit, t, torch.full_like(t, float("inf")))
+    tmin, face = t.min(1)
+    face = torch.where(torch.isfinite(tmin), face, torch.full_like(face, -1))
+    rows = torch.arange(face.shape[0], device=face.device)
+    uv = torch.stack((u[rows, face.clamp_min(0)], v[rows, face.clamp_min(0)]), -1)
+    return face, tmin, uv
+
+
+def point_segment_distance(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Distance from points (..., N, 1, 3) to segments a->b (..., 1, M, 3): (..., N, M)."""
+    ab = b - a
+    t = (((points - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-18)).clamp(0, 1)
+    return (points - (a + t[..., None] * ab)).norm(dim=-1)
+
+
+# ---------------------------------------------------------------------- point-to-mesh queries
+def _check_queries(points: torch.Tensor, tris: torch.Tensor, face_mask: torch.Tensor | None) -> None:
+    if not isinstance(points, torch.Tensor) or points.dim() != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be a tensor of shape (B, M, 3), got {tuple(getattr(points, 'shape', ()))}")
+    if not isinstance(tris, torch.Tensor) or tris.dim() != 4 or tris.shape[0] != points.shape[0]:
+        raise ValueError(f"tris must be a tensor of shape (B={points.shape[0]}, F, 3, 3), got {tuple(tris.shape)}")
+    if tris.shape[2:] != (3, 3):
+        raise ValueError(f"tris must have shape (B, F, 3, 3), got {tuple(tris.shape)}")
+    if face_mask is not None and face_mask.shape != tris.shape[:2]:
+        raise ValueError(f"face_mask must have shape {tuple(tris.shape[:2])}, got {tuple(face_mask.shape)}")
+    for name, t in (("points", points), ("tris", tris)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+
+
+def _blocks(m: int, f: int, batch: int, chunk: int | None, device: torch.device) -> tuple[int, int]:
+    """Block sizes (points, faces) holding at most about ``chunk`` point-face pairs (all samples)."""
+    if chunk is None:
+        chunk = 1 << 24 if device.type == "cuda" else 1 << 20
+    per = max(1, chunk // max(batch, 1))
+    fb = max(1, min(f, per))
+    return max(1, min(m, per // fb)), fb
+
+
+def _centre(tris: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 3) centre of each sample's triangles' bounding box (queries run relative to it,
+    which keeps the expanded dot products below well conditioned)."""
+    return 0.5 * (tris.amin((1, 2)) + tris.amax((1, 2)))[:, None]
+
+
+def _closest_params(d1, d2, aa, bb, ab_ac):
+    """Closest point q = a + s (b - a) + t (c - a) of triangle (a, b, c) to p by Ericson's region
+    tests (Real-Time Collision Detection, 5.1.5), from d1 = (b - a).(p - a), d2 = (c - a).(p - a),
+    aa = |b - a|^2, bb = |c - a|^2 and ab_ac = (b - a).(c - a). Broadcasting tensors; (s, t)."""
+    d3, d4 = d1 - aa, d2 - ab_ac  # (p - b) . ab, (p - b) . ac
+    d5, d6 = d1 - ab_ac, d2 - bb  # (p - c) . ab, (p - c) . ac
+    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
+
+    def div(n, d):
+        return n / torch.where(d > 0, d, torch.ones_like(d))
+
+    den = va + vb + vc  # face region (the default, lowest priority)
+    s, t = div(vb, den), div(vc, den)
+    u = div(d4 - d3, (d4 - d3) + (d5 - d6))  # edge bc: b + u (c - b)
+    m = (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)
+    s, t = torch.where(m, 1 - u, s), torch.where(m, u, t)
+    m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)  # edge ac
+    s, t = torch.where(m, 0, s), torch.where(m, div(d2, d2 - d6), t)
+    m = (d6 >= 0) & (d5 <= d6)  # vertex c
+    s, t = torch.where(m, 0, s), torch.where(m, 1, t)
+    m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)  # edge ab
+    s, t = torch.where(m, div(d1, d1 - d3), s), torch.where(m, 0, t)
+    m = (d3 >= 0) & (d4 <= d3)  # vertex b
+    s, t = torch.where(m, 1, s), torch.where(m, 0, t)
+    m = (d1 <= 0) & (d2 <= 0)  # vertex a (highest priority)
+    s, t = torch.where(m, 0, s), torch.where(m, 0, t)
+    return s.clamp(0, 1), t.clamp(0, 1)
+
+
+def point_triangle_distance(
+    points: torch.Tensor, tris: torch.Tensor, face_mask: torch.Tensor | None = None, chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact unsigned distance from points to the closest triangle of a (batched) triangle soup.
+
+    The closest point on a triangle comes from the standard Voronoi-region tests (vertex, edge
+    and face regions; :func:`_closest_params`). The search over all triangles runs on dot
+    products expanded into batched matrix products (fast, memory-light); the distance to the
+    triangle it picks is then recomputed directly from the coordinates, so the returned value
+    is exact up to rounding. A degenerate (zero-area) triangle is replaced by its longest edge,
+    written as (p, q, q), for which the same region tests reduce exactly to the point-segment
+    distance: no NaN arises.
+
+    Args:
+        points: (B, M, 3) query points (metres, or any unit: the result is in the same unit).
+        tris: (B, F, 3, 3) triangle corners, e.g. :meth:`miho.mesh.Meshes.triangles`.
+        face_mask: (B, F) bool, False for padded faces (ignored), or None (all real).
+        chunk: point-triangle pairs evaluated at once (bounds memory at roughly 60 bytes per
+            pair in float32); None: 2^20 on the CPU, 2^24 on a GPU.
+
+    Returns:
+        dist: (B, M) distance to the closest real triangle (inf if a sample has none);
+        face: (B, M) long index of that triangle (-1 if none).
+    """
+    _check_queries(points, tris, face_mask)
+    B, M, F = points.shape[0], points.shape[1], tris.shape[1]
+    c0 = _centre(tris)
+    p = points - c0
+    a, b, c = (tris - c0[:, :, None]).unbind(2)
+    e2 = torch.stack(((b - a).pow(2).sum(-1), (c - b).pow(2).sum(-1), (a - c).pow(2).sum(-1)), -1)
+    longest, k = e2.max(-1)
+    nrm2 = torch.linalg.cross(b - a, c - a).pow(2).sum(-1)  # (2 area)^2
+    degenerate = nrm2 <= (64 * torch.finfo(tris.dtype).eps * longest).pow(2)
+    if bool(degenerate.any()):  # (p, q, q) with p -> q the longest edge
+        k0, k1 = (k == 0)[..., None], (k == 1)[..., None]
+        p0 = torch.where(k0, a, torch.where(k1, b, c))
+        q0 = torch.where(k0, b, torch.where(k1, c, a))
+        dg = degenerate[..., None]
+        a, b, c = torch.where(dg, p0, a), torch.where(dg, q0, b), torch.where(dg, q0, c)
+    ab, ac = b - a, c - a
+    aa, bb, ab_ac = (ab * ab).sum(-1), (ac * ac).sum(-1), (ab * ac).sum(-1)  # (B, F)
+    a_ab, a_ac, a_a = (a * ab).sum(-1), (a * ac).sum(-1), (a * a).sum(-1)
+    stacked = torch.cat((ab, ac, a), 1).transpose(1, 2)  # (B, 3, 3F)
+    pp = (p * p).sum(-1)
+    best = torch.full((B, M), float("inf"), dtype=p.dtype, device=p.device)
+    arg = torch.zeros((B, M), dtype=torch.long, device=p.device)
+    mb, fb = _blocks(M, F, B, chunk, p.device)
+    for f0 in range(0, F, fb):
+        f1 = min(F, f0 + fb)
+        cols = torch.cat([torch.arange(f0, f1, device=p.device) + j * F for j in range(3)])
+        W = stacked[:, :, cols]
+        sl = (slice(None), None, slice(f0, f1))
+        for m0 in range(0, M, mb):
+            q = p[:, m0 : m0 + mb]
+            pab, pac, pa = (q @ W).split(f1 - f0, -1)  # (B, m, f) each
+            d1, d2 = pab - a_ab[sl], pac - a_ac[sl]
+            s, t = _closest_params(d1, d2, aa[sl], bb[sl], ab_ac[sl])
+            ap2 = pp[:, m0 : m0 + mb, None] - 2 * pa + a_a[sl]
+            dist2 = ap2 - 2 * (s * d1 + t * d2) + s * s * aa[sl] + 2 * s * t * ab_ac[sl] + t * t * bb[sl]
+            if face_mask is not None:
+                dist2 = dist2.masked_fill(~face_mask[sl], float("inf"))
+            dmin, amin = dist2.min(-1)
+            ms = slice(m0, m0 + mb)
+            better = dmin < best[:, ms]
+            best[:, ms] = torch.where(better, dmin, best[:, ms])
+            arg[:, ms] = torch.where(better, amin + f0, arg[:, ms])
+    # Exact distance to the chosen triangle, from the coordinates.
+    g = arg[..., None].expand(-1, -1, 3)
+    A, AB, AC = a.gather(1, g), ab.gather(1, g), ac.gather(1, g)
+    ap = p - A
+    s, t = _closest_params((ap * AB).sum(-1), (ap * AC).sum(-1), (AB * AB).sum(-1), (AC * AC).sum(-1),
+                           (AB * AC).sum(-1))  # fmt: skip
+    dist = (ap - s[..., None] * AB - t[..., None] * AC).norm(dim=-1)
+    none = torch.isinf(best)
+    return dist.masked_fill(none, float("inf")), arg.masked_fill(none, -1)
+
+
+def winding_number(
+    points: torch.Tensor, tris: torch.Tensor, face_mask: torch.Tensor | None = None, chunk: int | None = None
+) -> torch.Tensor:
+    """Generalised winding number of a (batched) triangle soup at query points.
+
+    The sum over triangles of the signed solid angle each subtends at the point, divided by
+    4 pi (Jacobson et al. 2013). The solid angle of triangle (a, b, c) seen from p is, with
+    x = a - p, y = b - p, z = c - p (Van Oosterom and Strackee 1983),
+
+        tan(Omega / 2) = x . (y x z) / (|x||y||z| + (x . y)|z| + (x . z)|y| + (y . z)|x|),
+
+    evaluated with atan2, so Omega lies in (-2 pi, 2 pi]. The numerator is (a - p) . n with
+    n = (b - a) x (c - a), and every dot product expands into batched matrix products of the
+    points with per-triangle vectors (coordinates taken relative to the mesh's box centre).
+    About 1 inside a closed mesh with outward faces, 0 outside (-1 inside an inward one); it
+    degrades gracefully when a few faces are missing (still near 1 deep inside). Padded faces
+    contribute 0.
+
+    Args:
+        points: (B, M, 3). tris: (B, F, 3, 3). face_mask: (B, F) bool or None (all real).
+        chunk: point-triangle pairs evaluated at once (about 50 bytes each in float32); None:
+            2^20 on the CPU, 2^24 on a GPU.
+
+    Returns:
+        (B, M) winding numbers (dimensionless).
+    """
+    _check_queries(points, tris, face_mask)
+    B, M, F = points.shape[0], points.shape[1], tris.shape[1]
+    c0 = _centre(tris)
+    p = points - c0
+    a, b, c = (tris - c0[:, :, None]).unbind(2)
+    n = torch.linalg.cross(b - a, c - a)
+    a_n = (a * n).sum(-1)
+    a_a, b_b, c_c = (a * a).sum(-1), (b * b).sum(-1), (c * c).sum(-1)
+    a_b, a_c, b_c = (a * b).sum(-1), (a * c).sum(-1), (b * c).sum(-1)
+    stacked = torch.cat((n, a, b, c), 1).transpose(1, 2)  # (B, 3, 4F)
+    pp = (p * p).sum(-1)
+    out = torch.zeros(B, M, dtype=p.dtype, device=p.device)
+    mb, fb = _blocks(M, F, B, chunk, p.device)
+    for f0 in range(0, F, fb):
+        f1 = min(F, f0 + fb)
+        cols = torch.cat([torch.arange(f0, f1, device=p.device) + j * F for j in range(4)])
+        W = stacked[:, :, cols]
+        sl = (slice(None), None, slice(f0, f1))
+        for m0 in range(0, M, mb):
+            q = p[:, m0 : m0 + mb]
+            P = pp[:, m0 : m0 + mb, None]
+            pn, pa, pb, pc = (q @ W).split(f1 - f0, -1)  # (B, m, f) each
+            lx = (P - 2 * pa + a_a[sl]).clamp_min(0).sqrt()
+            ly = (P - 2 * pb + b_b[sl]).clamp_min(0).sqrt()
+            lz = (P - 2 * pc + c_c[sl]).clamp_min(0).sqrt()
+            den = lx * ly * lz + (a_b[sl] - pa - pb + P) * lz + (a_c[sl] - pa - pc + P) * ly
+            den = den + (b_c[sl] - pb - pc + P) * lx
+            omega = torch.atan2(a_n[sl] - pn, den)  # half the solid angle
+            if face_mask is not None:
+                omega = omega * face_mask[sl]
+            out[:, m0 : m0 + mb] += omega.sum(-1)
+    return out / (2 * torch.pi)

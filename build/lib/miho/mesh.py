@@ -1,0 +1,240 @@
+"""Batched triangle meshes of different sizes (objects), padded, and a few procedural shapes.
+
+A :class:`Meshes` batch holds B meshes padded to the largest vertex and face counts; masks say
+which entries are real. Padded faces point at vertex 0 and are masked out wherever faces are
+summed over, so every batched kernel treats each mesh as if it were alone. Metres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from miho.hand.model import _check
+
+
+def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, face_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Area-weighted unit vertex normals.
+
+    Args:
+        verts: (B, N, 3). faces: (B, F, 3) long. face_mask: (B, F) bool or None (all real).
+
+    Returns:
+        (B, N, 3); a vertex on no real face gets a zero normal.
+    """
+    B = verts.shape[0]
+    tri = torch.gather(verts, 1, faces.reshape(B, -1, 1).expand(-1, -1, 3)).reshape(B, -1, 3, 3)
+    fn = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])  # 2 * area * n
+    if face_mask is not None:
+        fn = fn * face_mask[..., None]
+    n = torch.zeros_like(verts)
+    for k in range(3):
+        n = n.scatter_add(1, faces[:, :, k, None].expand(-1, -1, 3), fn)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@dataclass
+class Meshes:
+    """B triangle meshes padded to common sizes.
+
+    verts: (B, N, 3) metres. faces: (B, F, 3) long. vert_mask: (B, N) bool. face_mask: (B, F) bool.
+    """
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+    vert_mask: torch.Tensor
+    face_mask: torch.Tensor
+
+    def __post_init__(self) -> None:
+        B = self.verts.shape[0]
+        _check("verts", self.verts, (B, None, 3))
+        if self.faces.dim() != 3 or self.faces.shape[0] != B or self.faces.shape[2] != 3:
+            raise ValueError(f"faces must have shape (B={B}, F, 3), got {tuple(self.faces.shape)}")
+        if self.vert_mask.shape != self.verts.shape[:2] or self.face_mask.shape != self.faces.shape[:2]:
+            raise ValueError("vert_mask / face_mask must match verts (B, N) / faces (B, F)")
+
+    @classmethod
+    def from_list(cls, meshes, device=None, dtype=torch.float32) -> "Meshes":
+        """From a list of (verts (Ni, 3), faces (Fi, 3)) tensors or arrays."""
+        if len(meshes) == 0:
+            raise ValueError("Meshes.from_list needs at least one mesh")
+        vs = [torch.as_tensor(v, dtype=dtype, device=device) for v, _ in meshes]
+        fs = [torch.as_tensor(f, dtype=torch.long, device=device) for _, f in meshes]
+        for i, (v, f) in enumerate(zip(vs, fs)):
+            _check(f"mesh {i} vertices", v, (None, 3))
+            if f.dim() != 2 or f.shape[1] != 3 or f.numel() == 0:
+                raise ValueError(f"mesh {i} faces must have shape (F, 3) with F > 0, got {tuple(f.shape)}")
+            if int(f.min()) < 0 or int(f.max()) >= v.shape[0]:
+                raise ValueError(f"mesh {i} faces index vertices outside [0, {v.shape[0]})")
+        N, F = max(v.shape[0] for v in vs), max(f.shape[0] for f in fs)
+        verts = torch.zeros(len(vs), N, 3, dtype=dtype, device=device)
+        faces = torch.zeros(len(vs), F, 3, dtype=torch.long, device=device)
+        vm = torch.zeros(len(vs), N, dtype=torch.bool, device=device)
+        fm = torch.zeros(len(vs), F, dtype=torch.bool, device=device)
+        for i, (v, f) in enumerate(zip(vs, fs)):
+            verts[i, : len(v)], faces[i, : len(f)] = v, f
+            vm[i, : len(v)], fm[i, : len(f)] = True, True
+        return cls(verts, faces, vm, fm)
+
+    @property
+    def batch(self) -> int:
+        return self.verts.shape[0]
+
+    def normals(self) -> torch.Tensor:
+        """(B, N, 3) area-weighted unit vertex normals (zero on padding)."""
+        return vertex_normals(self.verts, self.faces, self.face_mask) * self.vert_mask[..., None]
+
+    def triangles(self) -> torch.Tensor:
+        """(B, F, 3, 3) corner positions of every face (padding: three copies of vertex 0)."""
+        B = self.batch
+        return torch.gather(self.verts, 1, self.faces.reshape(B, -1, 1).expand(-1, -1, 3)).reshape(B, -1, 3, 3)
+
+    def with_verts(self, verts: torch.Tensor) -> "Meshes":
+        """The same topology with new (B, N, 3) vertices (e.g. after a rigid motion)."""
+        return Meshes(verts, self.faces, self.vert_mask, self.face_mask)
+
+    def to(self, device=None, dtype=None) -> "Meshes":
+        return Meshes(self.verts.to(device, dtype), self.faces.to(device), self.vert_mask.to(device),
+                      self.face_mask.to(device))  # fmt: skip
+
+    def __getitem__(self, idx) -> "Meshes":
+        """Sub-batch (keeps the padding)."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1)
+        return Meshes(self.verts[idx], self.faces[idx], self.vert_mask[idx], self.face_mask[idx])
+
+
+# ---------------------------------------------------------------------- procedural shapes
+def icosphere(radius: float = 0.04, subdivisions: int = 3, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sphere of ``radius`` metres: (V, 3) vertices, (F, 3) outward faces (V = 10 * 4^s + 2)."""
+    t = (1 + math.sqrt(5)) / 2
+    v = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
+         (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]  # fmt: skip
+    f = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
+         (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11),
+         (6, 2, 10), (8, 6, 7), (9, 8, 1)]  # fmt: skip
+    verts = [torch.tensor(p, dtype=torch.float64) for p in v]
+    verts = [p / p.norm() for p in verts]
+    faces = f
+    for _ in range(subdivisions):
+        mid, new = {}, []
+
+        def midpoint(a, b, mid=mid):
+            key = (min(a, b), max(a, b))
+            if key not in mid:
+                p = verts[a] + verts[b]
+                verts.append(p / p.norm())
+                mid[key] = len(verts) - 1
+            return mid[key]
+
+        for a, b, c in faces:
+            ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
+            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+        faces = new
+    return (radius * torch.stack(verts)).to(dtype), torch.tensor(faces, dtype=torch.long)
+
+
+def cylinder(
+    radius: float = 0.035, height: float = 0.12, segments: int = 48, rings: int = 24, dtype=torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed cylinder along z, centred at the origin, with ``rings`` vertex rings on its side
+    and capped ends (each cap a fan of rings around its centre). Outward faces."""
+    ang = torch.arange(segments, dtype=torch.float64) * 2 * math.pi / segments
+    circle = torch.stack((torch.cos(ang), torch.sin(ang)), -1) * radius
+    zs = torch.linspace(-height / 2, height / 2, rings + 1, dtype=torch.float64)
+    side = torch.cat([torch.cat((circle, torch.full((segments, 1), float(z), dtype=torch.float64)), 1) for z in zs])
+    caps_r = [radius * k / 4 for k in (3, 2, 1)]
+    verts = [side]
+    faces = []
+    S = segments
+    for r in range(rings):  # side quads
+        for s in range(S):
+            a, b = r * S + s, r * S + (s + 1) % S
+            c, d = a + S, b + S
+            faces += [(a, b, d), (a, d, c)]
+    n = side.shape[0]
+    for z, ring0, up in ((-height / 2, 0, False), (height / 2, rings * S, True)):
+        prev = ring0
+        for cr in caps_r:
+            ring = torch.cat((circle * cr / radius, torch.full((S, 1), z, dtype=torch.float64)), 1)
+            verts.append(ring)
+            for s in range(S):
+                a, b = prev + s, prev + (s + 1) % S
+                c, d = n + s, n + (s + 1) % S
+                faces += [(a, b, d), (a, d, c)] if up else [(a, d, b), (a, c, d)]
+            prev, n = n, n + S
+        verts.append(torch.tensor([[0.0, 0.0, z]], dtype=torch.float64))
+        for s in range(S):
+            a, b = prev + s, prev + (s + 1) % S
+            faces.append((a, b, n) if up else (a, n, b))
+        n += 1
+    return torch.cat(verts).to(dtype), torch.tensor(faces, dtype=torch.long)
+
+
+def box(size=(0.06, 0.06, 0.06), divisions: int = 8, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed box of ``size`` metres centred at the origin, each face a ``divisions`` grid."""
+    d = divisions
+    verts, faces, index = [], [], {}
+
+    def vid(p):
+        key = tuple(round(x, 9) for x in p)
+        if key not in index:
+            index[key] = len(verts)
+            verts.append(p)
+        return index[key]
+
+    half = [s / 2 for s in size]
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            u_ax, v_ax = [a for a in range(3) if a != axis]
+            grid = {}
+            for i in range(d + 1):
+                for j in range(d + 1):
+                    p = [0.0, 0.0, 0.0]
+                    p[axis] = sign * half[axis]
+                    p[u_ax] = -half[u_ax] + size[u_ax] * i / d
+                    p[v_ax] = -half[v_ax] + size[v_ax] * j / d
+                    grid[i, j] = vid(p)
+            for i in range(d):
+                for j in range(d):
+                    a, b, c, e = grid[i, j], grid[i + 1, j], grid[i + 1, j + 1], grid[i, j + 1]
+                    faces += [(a, b, c), (a, c, e)]
+    v, f = torch.tensor(verts, dtype=torch.float64), torch.tensor(faces, dtype=torch.long)
+    tri = v[f]
+    normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    inward = (normal * tri.mean(1)).sum(-1) < 0  # convex and centred: outward normals point away
+    f[inward] = f[inward][:, [0, 2, 1]]
+    return v.to(dtype), f
+
+
+def load_obj(path, scale: float = 1.0, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vertices (V, 3) times ``scale`` and triangles (F, 3) of a Wavefront OBJ file (polygons are
+    fanned into triangles; texture and normal indices are ignored)."""
+    verts, faces = [], []
+    with open(path) as fh:
+        for line in fh:
+            parts = line.split()
+            if not parts:
+                continue
+            if parts[0] == "v":
+                verts.append([float(x) for x in parts[1:4]])
+            elif parts[0] == "f":
+                idx = [int(p.split("/")[0]) for p in parts[1:]]
+                idx = [i - 1 if i > 0 else len(verts) + i for i in idx]  # 1-based or negative
+                faces += [(idx[0], idx[k], idx[k + 1]) for k in range(1, len(idx) - 1)]
+    if not verts or not faces:
+        raise ValueError(f"{path}: no vertices or faces found")
+    return scale * torch.tensor(verts, dtype=dtype), torch.tensor(faces, dtype=torch.long)
+
+
+def subdivide(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Midpoint subdivision: every triangle into four (shape unchanged, 4x the faces)."""
+    e = torch.cat((faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]])).sort(1).values
+    edges, inverse = torch.unique(e, dim=0, return_inverse=True)
+    mid = verts.shape[0] + inverse.reshape(3, -1).T  # (F, 3): midpoints of edges 01, 12, 20
+    a, b, c = faces.unbind(1)
+    ab, bc, ca = mid.unbind(1)
+    new_faces = torch.cat([torch.stack(t, 1) for t in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))])
+    return torch.cat((verts, verts[edges].mean(1))), new_faces

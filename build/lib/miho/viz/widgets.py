@@ -1,0 +1,112 @@
+"""Live ipywidgets explorers (they need a running kernel, e.g. JupyterLab).
+
+Each explorer redraws a figure of :mod:`miho.viz.hand_figures` on every change; the rendered
+book shows the static plotly equivalents instead.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as W
+from IPython.display import display
+
+from miho import amano
+from miho.anchors import REGION_NAMES, HandRegions
+from miho.hand.model import HandModel
+from miho.viz import hand_figures as hf
+from miho.viz import plot
+
+
+def _explorer(controls: dict, draw) -> W.VBox:
+    """Sliders / dropdowns in ``controls`` and an output area redrawn by ``draw(**values)``."""
+    out = W.Output()
+
+    def redraw(**values):
+        fig, text = draw(**values)
+        with out:
+            out.clear_output(wait=True)
+            if text:
+                print(text)
+            display(fig)
+
+    W.interactive_output(redraw, controls)
+    return W.VBox([W.HBox(list(controls.values())[:3]), W.HBox(list(controls.values())[3:]), out])
+
+
+def draw_hand(hand: HandModel, curl: float, **shape: float):
+    """Figure and caption of the hand explorer (shape coefficients and a curl)."""
+    s = hf._shape(hand, shape)
+    fig = plot.figure(hf.hand_traces(hand, hf.curl_pose(hand, curl, s), s, opacity=0.8), camera=plot.PALM_CAMERA)
+    length = (hand.shaped_rest(s)[0][0, :, 1].max() - hand.shaped_rest(s)[0][0, :, 1].min()).item()
+    return fig, f"hand extent along the fingers: {length * 1000:.1f} mm"
+
+
+def hand_explorer(hand: HandModel) -> W.VBox:
+    """Sliders for every shape coefficient and for closing the hand."""
+
+    def slider(name, lo, hi):
+        return W.FloatSlider(value=0.0, min=lo, max=hi, step=0.05, description=name, continuous_update=False)
+
+    controls = {n: slider(n, -1.0, 1.0) for n in hand.shape_names}
+    controls["curl"] = slider("curl", 0.0, 1.0)
+    return _explorer(controls, lambda **v: draw_hand(hand, **v))
+
+
+def draw_joint(hand: HandModel, joint: int, twist: float, splay: float, bend: float):
+    """Figure and caption (L_anat) of one joint turned by (twist, splay, bend) degrees."""
+    pose = hf.joint_pose(hand, joint, (twist, splay, bend))
+    cost = amano.anatomical_loss(pose, amano.rest_frames(hand)).item()
+    return plot.figure(hf.frames_traces(hand, pose), camera=plot.PALM_CAMERA), f"L_anat = {cost:.3f}"
+
+
+def joint_explorer(hand: HandModel) -> W.VBox:
+    """Pick a joint, turn it about its twist, splay and bend axes, and read L_anat."""
+
+    def angle(axis):
+        return W.FloatSlider(value=0.0, min=-90, max=120, step=5, description=f"{axis} (deg)", continuous_update=False)
+
+    joints = [(n, j) for j, n in enumerate(hf.JOINT_NAMES) if j > 0]
+    controls = {"joint": W.Dropdown(options=joints, value=2, description="joint"), **{a: angle(a) for a in hf.AXES}}
+    return _explorer(controls, lambda **v: draw_joint(hand, **v))
+
+
+def draw_region(hand: HandModel, regions: HandRegions, region: int):
+    """Figure and caption of one highlighted subregion with its anchors."""
+    n_v = int((regions.labels == region).sum())
+    n_a = int((regions.anchor_region == region).sum())
+    fig = plot.figure(hf.region_traces(hand, regions, highlight=region), camera=plot.PALM_CAMERA)
+    return fig, f"{REGION_NAMES[region]}: {n_v} vertices, {n_a} anchor(s)"
+
+
+def region_explorer(hand: HandModel, regions: HandRegions) -> W.VBox:
+    """Pick one of the 17 subregions to see its vertices and anchors."""
+    controls = {
+        "region": W.Dropdown(options=[(n, r) for r, n in enumerate(REGION_NAMES)], value=2, description="region")
+    }
+    return _explorer(controls, lambda **v: draw_region(hand, regions, **v))
+
+
+def draw_energy(k_atr: float, k_rpl: float, lateral: float, scale: float):
+    """Figure and caption (equilibrium height) of one attractive and one repulsive spring."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from miho.viz.cpf_figures import pair_energies
+
+    x = np.linspace(-10.0, 25.0, 701)
+    atr, rpl = pair_energies(x, k_atr=k_atr, k_rpl=k_rpl, lateral=lateral, scale=scale)
+    fig = go.Figure([go.Scatter(x=x, y=1e6 * e, name=n) for e, n in ((atr, "attraction"), (rpl, "repulsion"),
+                                                                       (atr + rpl, "total"))])  # fmt: skip
+    fig.update_layout(height=380, xaxis_title="height above the surface (mm)", yaxis_title="energy (10^-6)")
+    return fig, f"equilibrium at {x[(atr + rpl).argmin()]:.2f} mm above the surface"
+
+
+def energy_explorer() -> W.VBox:
+    """Sliders for k_atr, k_rpl, the lateral offset and the exponential's length scale."""
+    controls = {
+        "k_atr": W.FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, description="k_atr", continuous_update=False),
+        "k_rpl": W.FloatLogSlider(value=1e-3, base=10, min=-4, max=-2, description="k_rpl", continuous_update=False),
+        "lateral": W.FloatSlider(value=0.0, min=0.0, max=15.0, step=0.5, description="offset (mm)",
+                                 continuous_update=False),
+        "scale": W.FloatLogSlider(value=1.0, base=10, min=-3, max=0, description="scale (m)", continuous_update=False),
+    }  # fmt: skip
+    return _explorer(controls, draw_energy)
