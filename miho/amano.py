@@ -70,6 +70,15 @@ def eq10_limits() -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
+def curl_pose(hand: HandModel, curl: float, shape: torch.Tensor | None = None) -> torch.Tensor:
+    """(1, 16, 3) pose bending every joint by ``curl`` times its anatomical bend limit (0: the
+    rest hand, 1: a closed fist within the limits)."""
+    rest = rest_frames(hand, shape)
+    tsb = torch.zeros(1, NUM_JOINTS - 1, 3, dtype=hand.dtype, device=hand.device)
+    tsb[0, :, 2] = curl * torch.deg2rad(ANATOMICAL_LIMITS_DEG[:, 2, 1]).to(tsb)
+    return compose(tsb, rest)
+
+
 def palm_up(joints: torch.Tensor, side: str = "right") -> torch.Tensor:
     """Back-of-hand unit normal from (..., 16, 3) joints (MANO order), shape (..., 3).
 

@@ -45,8 +45,8 @@ def bench_hand(batch: int = 256, device: str = "cpu", repeats: int = 20, warmup:
 def geo_scene(batch: int, device: str = "cpu", seed: int = 0):
     """B hands near cylinders of about 2000 vertices, with a CPF: a GeO workload."""
     from miho import cpf
+    from miho.amano import curl_pose
     from miho.mesh import Meshes, cylinder
-    from miho.viz.hand_figures import curl_pose
 
     hand = load_hand(device=device)
     g = torch.Generator().manual_seed(seed)

@@ -72,9 +72,8 @@ def approach_pose(
         up = torch.cos(roll[b]) * ref + torch.sin(roll[b]) * torch.linalg.cross(approach[b], ref)
         rots.append(_frame(-approach[b], up) @ rest.T)
     R = torch.stack(rots)
-    tsb = torch.zeros(B, 15, 3, dtype=hand.dtype, device=hand.device)
-    tsb[..., 2] = curl * torch.deg2rad(amano.ANATOMICAL_LIMITS_DEG[:, 2, 1]).to(tsb)
-    pose = amano.compose(tsb, amano.rest_frames(hand).expand(B, -1, -1, -1), matrix_to_axis_angle(R))
+    pose = amano.curl_pose(hand, curl).repeat(B, 1, 1)
+    pose[:, 0] = matrix_to_axis_angle(R)
     target = c + approach * (reach + gap)[:, None]
     j0 = hand.joints[0]
     trans = target - ((centre - j0) @ R.transpose(-1, -2)) - j0

@@ -179,12 +179,3 @@ def test_pose_pca_round_trip():
     assert full.shape == (200, 16, 3)
     with pytest.raises(ValueError):
         PosePCA.fit(poses, 46)
-
-
-@pytest.mark.gpu
-def test_cuda_matches_cpu():
-    hand = load_hand()
-    pose = random_pose(8).float()
-    cpu = hand(pose).vertices
-    gpu = hand.to("cuda")(pose.cuda()).vertices.cpu()
-    assert (cpu - gpu).abs().max() < 1e-5

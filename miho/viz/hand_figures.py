@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from miho import amano
+from miho.amano import curl_pose
 from miho.anchors import CARPAL, NUM_REGIONS, PALM, REGION_NAMES, HandRegions
 from miho.hand.model import HandModel
 from miho.viz import plot
@@ -28,14 +29,6 @@ def _shape(hand: HandModel, values: dict | None = None) -> torch.Tensor:
     for name, v in (values or {}).items():
         s[0, hand.shape_names.index(name)] = v
     return s
-
-
-def curl_pose(hand: HandModel, curl: float, shape: torch.Tensor | None = None) -> torch.Tensor:
-    """(1, 16, 3) pose bending every joint by ``curl`` times its anatomical bend limit."""
-    rest = amano.rest_frames(hand, shape)
-    tsb = torch.zeros(1, 15, 3, dtype=hand.dtype, device=hand.device)
-    tsb[0, :, 2] = curl * torch.deg2rad(amano.ANATOMICAL_LIMITS_DEG[:, 2, 1]).to(tsb)
-    return amano.compose(tsb, rest)
 
 
 def joint_pose(hand: HandModel, joint: int, degrees: tuple[float, float, float]) -> torch.Tensor:
