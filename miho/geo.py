@@ -65,10 +65,10 @@ class GeOConfig:
     plateau_patience: int = 20
     plateau_threshold: float = 1e-4  # relative improvement that resets the plateau counter
     min_lr: float = 1e-5
-    w_contact: float = 10.0
+    w_contact: float = 10.0  # official contact weight
     w_repulsion: float = 2.0  # official: 0.5 (FHB), 2-6 (HO3D); 2 recovers perturbed grasps best here
-    w_anat: float = 1.0
-    w_offset: float = 1.0
+    w_anat: float = 1.0  # L_anat in radians, as Eq. 11 (weight 1)
+    w_offset: float = 1.0  # L_offset in m^2 (mean squared vertex displacement), as Eq. 11
     k_rpl: float = cpf_mod.K_RPL
     t_rpl: float = cpf_mod.T_RPL
     rpl_neighbours: int = 50

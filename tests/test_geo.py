@@ -189,3 +189,13 @@ def test_recovers_perturbed_ground_truth_grasps():
     assert rec.success().float().mean() >= 0.9, (rec.before.to_markdown(True), rec.after.to_markdown(True))
     assert (rec.after["HE"] < rec.before["HE"]).all()
     assert rec.after.mean()["PD"] < 0.6 * rec.before.mean()["PD"]
+
+
+def test_shape_can_be_optimised(hand):
+    pose, trans, objs, field = _scene(hand, 2)
+    fixed = geo.optimize(hand, pose, objs, field, trans=trans, iterations=20)
+    free = geo.optimize(hand, pose, objs, field, trans=trans, iterations=20, optimize_shape=True)
+    assert torch.equal(fixed.shape, torch.zeros_like(fixed.shape))
+    assert free.shape.abs().sum() > 0 and torch.isfinite(free.shape).all()
+    again = hand(free.pose, free.shape, free.trans).vertices
+    assert torch.allclose(again, free.hand_verts, atol=1e-9)
