@@ -1,0 +1,1 @@
+"""Data: the object library (and, later, grasps, images and datasets)."""

@@ -1,0 +1,249 @@
+"""The library of graspable rigid objects (paper §6.1's role, for the synthetic default set).
+
+Sources: procedural household shapes (surfaces of revolution: bottle, cup, can, vase, cone;
+boxes; a ball; a torus) and meshes that pybullet_data ships (its 1000 procedurally generated
+``random_urdfs``, the duck, the bunny, the teddy). Every object is
+
+* welded (duplicated vertices merged) and required to be **closed** (every edge shared by two
+  faces): a mesh that is not is rejected with a clear error (pybullet's mug, for instance; a
+  voxel remesher for such meshes is future work);
+* scaled so that its longest bounding-box side lies in ``[size_min, size_max]`` (5-20 cm);
+* centred at its volume centroid, outward-oriented, with vertex normals;
+* subdivided until it has at least ``min_vertices`` vertices (about 1-4k);
+* identified by a content hash of its final vertices and faces.
+
+Splits are by object (no shape is shared between training and test): a fixed fraction of the
+objects, chosen by a hash of their names, is held out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+
+from miho.mesh import box, icosphere, load_obj, subdivide, vertex_normals
+
+SIZE_MIN, SIZE_MAX = 0.05, 0.20  # longest bounding-box side, metres
+
+
+@dataclass
+class ObjectMesh:
+    """One prepared object. verts (N, 3) metres, centred; faces (F, 3); normals (N, 3)."""
+
+    name: str
+    source: str
+    verts: torch.Tensor
+    faces: torch.Tensor
+    normals: torch.Tensor
+    hash: str
+    split: str = "train"
+
+    @property
+    def size(self) -> float:
+        """Longest bounding-box side, metres."""
+        return float((self.verts.max(0).values - self.verts.min(0).values).max())
+
+
+def _closed(faces: torch.Tensor) -> bool:
+    """Every undirected edge is shared by exactly two faces, once in each direction."""
+    e = torch.cat((faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]))
+    und = e.sort(1).values
+    _, counts = torch.unique(und, dim=0, return_counts=True)
+    if not bool((counts == 2).all()):
+        return False
+    _, dcounts = torch.unique(e, dim=0, return_counts=True)
+    return bool((dcounts == 1).all())
+
+
+def _weld(verts: torch.Tensor, faces: torch.Tensor, tol: float = 1e-7):
+    """Merge vertices closer than ``tol``, drop collapsed faces and unreferenced vertices."""
+    key = torch.round(verts.double() / tol).long()
+    _, first, inverse = _unique_rows(key)
+    f = inverse[faces]
+    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
+    used, remap = torch.unique(f, return_inverse=True)
+    return verts[first][used], remap
+
+
+def _unique_rows(x: torch.Tensor):
+    uniq, inverse = torch.unique(x, dim=0, return_inverse=True)
+    first = torch.full((len(uniq),), len(x), dtype=torch.long).scatter_reduce(
+        0, inverse, torch.arange(len(x)), reduce="amin"
+    )
+    return uniq, first, inverse
+
+
+def _volume_and_centroid(verts: torch.Tensor, faces: torch.Tensor):
+    tri = verts.double()[faces]
+    v6 = (tri[:, 0] * torch.linalg.cross(tri[:, 1], tri[:, 2])).sum(-1)  # 6 x signed tetra volumes
+    vol = v6.sum() / 6
+    centroid = (v6[:, None] * tri.sum(1)).sum(0) / (24 * vol)
+    return float(vol), centroid.to(verts.dtype)
+
+
+def prepare(
+    name: str,
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    source: str,
+    size_min: float = SIZE_MIN,
+    size_max: float = SIZE_MAX,
+    min_vertices: int = 1000,
+) -> ObjectMesh:
+    """Weld, check closed, scale into the size range, centre, orient, subdivide, hash.
+
+    Raises:
+        ValueError: the mesh is not closed (watertight), or degenerate (no volume).
+    """
+    verts, faces = _weld(verts.float(), faces.long())
+    if not _closed(faces):
+        raise ValueError(f"object {name!r} ({source}) is not a closed (watertight) mesh")
+    size = float((verts.max(0).values - verts.min(0).values).max())
+    if size <= 0:
+        raise ValueError(f"object {name!r} ({source}) is degenerate")
+    verts = verts * (min(max(size, size_min), size_max) / size)
+    vol, centroid = _volume_and_centroid(verts, faces)
+    if abs(vol) < 1e-9:
+        raise ValueError(f"object {name!r} ({source}) has no volume")
+    if vol < 0:
+        faces = faces[:, [0, 2, 1]]
+    verts = verts - centroid
+    while verts.shape[0] < min_vertices:
+        verts, faces = subdivide(verts, faces)
+    normals = vertex_normals(verts[None], faces[None])[0]
+    h = hashlib.sha1(torch.round(verts * 1e6).int().numpy().tobytes() + faces.int().numpy().tobytes())
+    return ObjectMesh(name, source, verts, faces, normals, h.hexdigest()[:16])
+
+
+# ---------------------------------------------------------------------- procedural shapes
+def revolve(profile, segments: int = 48, points: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed surface of revolution about z of a polyline ``profile`` [(r, z), ...] that starts
+    and ends on the axis (r = 0); the polyline is resampled to ``points`` points evenly spaced
+    along its length."""
+    p = torch.tensor(profile, dtype=torch.float64)
+    if p[0, 0] != 0 or p[-1, 0] != 0:
+        raise ValueError("a revolved profile must start and end on the axis (r = 0)")
+    seg = (p[1:] - p[:-1]).norm(dim=1)
+    s = torch.cat((torch.zeros(1, dtype=p.dtype), seg.cumsum(0)))
+    t = torch.linspace(0, float(s[-1]), points, dtype=p.dtype)
+    idx = torch.searchsorted(s, t, right=True).clamp(1, len(p) - 1)
+    w = ((t - s[idx - 1]) / seg[idx - 1].clamp_min(1e-12))[:, None]
+    q = p[idx - 1] + w * (p[idx] - p[idx - 1])
+    q[0], q[-1] = p[0], p[-1]
+    ang = torch.arange(segments, dtype=p.dtype) * 2 * math.pi / segments
+    rings = [torch.stack((r * torch.cos(ang), r * torch.sin(ang), z.expand(segments)), 1) for r, z in q[1:-1]]
+    verts = torch.cat([torch.tensor([[0.0, 0.0, float(q[0, 1])]], dtype=p.dtype), *rings,
+                       torch.tensor([[0.0, 0.0, float(q[-1, 1])]], dtype=p.dtype)])  # fmt: skip
+    S, K = segments, len(rings)
+    faces = [(0, 1 + (k + 1) % S, 1 + k) for k in range(S)]
+    for i in range(K - 1):
+        for k in range(S):
+            a, b = 1 + i * S + k, 1 + i * S + (k + 1) % S
+            faces += [(a, b, b + S), (a, b + S, a + S)]
+    top, last = len(verts) - 1, 1 + (K - 1) * S
+    faces += [(last + k, last + (k + 1) % S, top) for k in range(S)]
+    return verts.float(), torch.tensor(faces, dtype=torch.long)
+
+
+def torus(major: float = 0.04, minor: float = 0.012, segments: int = 48, sides: int = 20):
+    """A closed torus about z."""
+    u = torch.arange(segments, dtype=torch.float64) * 2 * math.pi / segments
+    v = torch.arange(sides, dtype=torch.float64) * 2 * math.pi / sides
+    U, V = torch.meshgrid(u, v, indexing="ij")
+    r = major + minor * torch.cos(V)
+    verts = torch.stack((r * torch.cos(U), r * torch.sin(U), minor * torch.sin(V)), -1).reshape(-1, 3)
+    faces = []
+    for i in range(segments):
+        for j in range(sides):
+            a, b = i * sides + j, ((i + 1) % segments) * sides + j
+            c, d = ((i + 1) % segments) * sides + (j + 1) % sides, i * sides + (j + 1) % sides
+            faces += [(a, b, c), (a, c, d)]
+    return verts.float(), torch.tensor(faces, dtype=torch.long)
+
+
+#: Procedural household objects: name -> mesh builder (metres).
+PROCEDURAL = {
+    "bottle": lambda: revolve([(0, 0), (0.035, 0), (0.035, 0.14), (0.014, 0.18), (0.013, 0.22), (0, 0.22)]),
+    "wine_bottle": lambda: revolve([(0, 0), (0.038, 0), (0.038, 0.17), (0.014, 0.22), (0.012, 0.29), (0, 0.29)]),
+    "can": lambda: revolve([(0, 0), (0.033, 0), (0.033, 0.12), (0, 0.12)]),
+    "thin_can": lambda: revolve([(0, 0), (0.026, 0), (0.026, 0.14), (0, 0.14)]),
+    "cup": lambda: revolve([(0, 0), (0.032, 0), (0.042, 0.10), (0.038, 0.10), (0.028, 0.006), (0, 0.006)], points=60),
+    "bowl": lambda: revolve([(0, 0), (0.03, 0), (0.07, 0.05), (0.065, 0.05), (0.027, 0.006), (0, 0.006)], points=60),
+    "vase": lambda: revolve([(0, 0), (0.03, 0), (0.045, 0.06), (0.025, 0.13), (0.035, 0.16), (0, 0.16)]),
+    "cone": lambda: revolve([(0, 0), (0.04, 0), (0, 0.10)]),
+    "ball": lambda: icosphere(0.035, 4),
+    "big_ball": lambda: icosphere(0.05, 4),
+    "cube": lambda: box((0.06, 0.06, 0.06), 12),
+    "cereal_box": lambda: box((0.05, 0.14, 0.19), 12),
+    "brick": lambda: box((0.05, 0.10, 0.04), 12),
+    "torus": torus,
+}
+
+#: pybullet_data meshes outside random_urdfs: name -> (file, URDF scale).
+PYBULLET_MESHES = {
+    "duck": ("duck_vhacd.obj", 0.05),
+    "bunny": ("bunny.obj", 1.0),
+    "teddy": ("teddy2_VHACD_CHs.obj", 0.1),
+}
+
+
+def _urdf_scale(path: str) -> float:
+    with open(path) as fh:
+        m = re.search(r'scale="([0-9.eE+-]+)', fh.read())
+    return float(m.group(1)) if m else 1.0
+
+
+def pybullet_mesh(name: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(verts, faces, source) of a pybullet_data mesh: a name of :data:`PYBULLET_MESHES` or
+    ``random_NNN`` (one of the 1000 random_urdfs, with its URDF's scale)."""
+    import pybullet_data
+
+    root = pybullet_data.getDataPath()
+    if name.startswith("random_"):
+        n = name.removeprefix("random_")
+        base = os.path.join(root, "random_urdfs", n)
+        if not os.path.isdir(base):
+            raise ValueError(f"unknown pybullet random object {name!r}")
+        v, f = load_obj(os.path.join(base, f"{n}.obj"), scale=_urdf_scale(os.path.join(base, f"{n}.urdf")))
+        return v, f, f"pybullet_data/random_urdfs/{n}"
+    if name not in PYBULLET_MESHES:
+        raise ValueError(f"unknown pybullet object {name!r}; choose from {sorted(PYBULLET_MESHES)} or random_NNN")
+    file, scale = PYBULLET_MESHES[name]
+    v, f = load_obj(os.path.join(root, file), scale=scale)
+    return v, f, f"pybullet_data/{file}"
+
+
+def _split(name: str, test_fraction: float) -> str:
+    h = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "test" if h < test_fraction else "train"
+
+
+def object_library(random_objects: int = 60, test_fraction: float = 0.2, skip_invalid: bool = True):
+    """The prepared objects: all procedural ones, the pybullet meshes and the first
+    ``random_objects`` random_urdfs. Objects that cannot be prepared (not closed) are skipped
+    when ``skip_invalid`` (their errors are returned), else raise.
+
+    Returns:
+        (list of :class:`ObjectMesh`, dict name -> error message for the skipped ones).
+    """
+    makers = {n: (lambda n=n: (*PROCEDURAL[n](), "procedural")) for n in PROCEDURAL}
+    names = list(PYBULLET_MESHES) + [f"random_{i:03d}" for i in range(random_objects)]
+    makers.update({n: (lambda n=n: pybullet_mesh(n)) for n in names})
+    objects, errors = [], {}
+    for name, make in makers.items():
+        try:
+            v, f, src = make()
+            obj = prepare(name, v, f, src)
+        except ValueError as e:
+            if not skip_invalid:
+                raise
+            errors[name] = str(e)
+            continue
+        obj.split = _split(name, test_fraction)
+        objects.append(obj)
+    return objects, errors

@@ -1,0 +1,62 @@
+"""The object library: closed, sized, centred, hashed, split by object."""
+
+import math
+
+import pytest
+import torch
+import trimesh
+
+from miho.data import objects as O
+from miho.grasp import example_objects
+
+
+@pytest.fixture(scope="module")
+def library():
+    return O.object_library(random_objects=40)
+
+
+def test_every_object_is_prepared(library):
+    objs, errors = library
+    assert len(objs) >= 50 and set(errors) <= {f"random_{i:03d}" for i in range(40)}
+    for o in objs:
+        m = trimesh.Trimesh(o.verts.numpy(), o.faces.numpy(), process=False)
+        assert m.is_watertight and m.is_winding_consistent and m.volume > 0, o.name
+        assert O.SIZE_MIN - 1e-6 <= o.size <= O.SIZE_MAX + 1e-6, o.name
+        assert 1000 <= len(o.verts) <= 4000, o.name
+        assert torch.allclose(torch.as_tensor(m.center_mass, dtype=torch.float32), torch.zeros(3), atol=1e-5), o.name
+        assert torch.allclose(o.normals.norm(dim=-1), torch.ones(len(o.verts)), atol=1e-4)
+
+
+def test_hashes_and_splits(library):
+    objs, _ = library
+    again, _ = O.object_library(random_objects=40)
+    assert [o.hash for o in objs] == [o.hash for o in again]
+    assert len({o.hash for o in objs}) == len(objs)  # no two objects share a shape
+    train = {o.name for o in objs if o.split == "train"}
+    test = {o.name for o in objs if o.split == "test"}
+    assert train and test and not train & test and len(test) >= 8
+
+
+def test_open_meshes_are_rejected_with_a_clear_error():
+    v, f = example_objects(names=("mug",))["mug"]  # pybullet's mug has open seams at the handle
+    with pytest.raises(ValueError, match="not a closed"):
+        O.prepare("mug", v, f, "pybullet_data/objects/mug.obj")
+
+
+def test_revolve_and_torus_volumes():
+    r, h = 0.03, 0.1
+    v, f = O.revolve([(0, 0), (r, 0), (r, h), (0, h)], segments=256, points=200)
+    m = trimesh.Trimesh(v.numpy(), f.numpy(), process=False)
+    assert m.is_watertight and m.volume == pytest.approx(math.pi * r * r * h, rel=2e-3)
+    v, f = O.torus(0.04, 0.01, 128, 64)
+    m = trimesh.Trimesh(v.numpy(), f.numpy(), process=False)
+    assert m.is_watertight and m.volume == pytest.approx(2 * math.pi**2 * 0.04 * 0.01**2, rel=5e-3)
+    with pytest.raises(ValueError, match="axis"):
+        O.revolve([(0.01, 0), (0.02, 0.1), (0, 0.1)])
+
+
+def test_unknown_objects_raise():
+    with pytest.raises(ValueError, match="unknown pybullet"):
+        O.pybullet_mesh("random_9999")
+    with pytest.raises(ValueError, match="unknown pybullet object"):
+        O.pybullet_mesh("spaceship")
