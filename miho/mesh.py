@@ -106,6 +106,33 @@ class Meshes:
         return Meshes(self.verts[idx], self.faces[idx], self.vert_mask[idx], self.face_mask[idx])
 
 
+def weld(verts: torch.Tensor, faces: torch.Tensor, tol: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same surface with vertices closer than ``tol`` metres (0: identical coordinates, e.g.
+    duplicated along texture seams) merged, collapsed faces dropped and unused vertices removed:
+    (V', 3) vertices and (F', 3) faces."""
+    key = torch.round(verts.double() / tol).long() if tol > 0 else verts
+    _, inverse = torch.unique(key, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(verts), dtype=torch.long, device=verts.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(verts), device=verts.device), reduce="amin")
+    f = inverse[faces]
+    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
+    used, remap = torch.unique(f, return_inverse=True)
+    return verts[first][used], remap
+
+
+def is_closed(faces: torch.Tensor) -> bool:
+    """True when every directed edge (a, b) of the faces has exactly one opposite edge (b, a)
+    and none is repeated: a closed, consistently oriented (watertight) surface."""
+    e = torch.cat((faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]))
+    n = int(faces.max()) + 1
+    key, rev = e[:, 0] * n + e[:, 1], e[:, 1] * n + e[:, 0]
+    key_sorted, _ = torch.sort(key)
+    if bool((key_sorted[1:] == key_sorted[:-1]).any()):
+        return False
+    pos = torch.searchsorted(key_sorted, rev).clamp(max=key.numel() - 1)
+    return bool((key_sorted[pos] == rev).all())
+
+
 # ---------------------------------------------------------------------- procedural shapes
 def icosphere(radius: float = 0.04, subdivisions: int = 3, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Sphere of ``radius`` metres: (V, 3) vertices, (F, 3) outward faces (V = 10 * 4^s + 2)."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from miho.geometry import point_triangle_distance, winding_number
-from miho.mesh import Meshes
+from miho.mesh import Meshes, is_closed, weld
 
 _M_TO_MM = 1000.0
 _M3_TO_CM3 = 1e6
@@ -289,20 +289,6 @@ def column_crossings(
     return torch.cumsum(out, 1, dtype=torch.int32)[:, :nz].reshape(nx, ny, nz)
 
 
-def is_closed(faces: torch.Tensor) -> bool:
-    """True when every directed edge (a, b) of the faces has exactly one opposite edge (b, a)
-    and none is repeated: a closed, consistently oriented (watertight) surface."""
-    e = torch.cat((faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]))
-    n = int(faces.max()) + 1
-    key = e[:, 0] * n + e[:, 1]
-    rev = e[:, 1] * n + e[:, 0]
-    key_sorted, _ = torch.sort(key)
-    if bool((key_sorted[1:] == key_sorted[:-1]).any()):
-        return False
-    pos = torch.searchsorted(key_sorted, rev).clamp(max=key.numel() - 1)
-    return bool((key_sorted[pos] == rev).all())
-
-
 class VoxelCache:
     """Least-recently-used store of objects' solid voxelisations, filled lazily.
 
@@ -342,15 +328,6 @@ class VoxelCache:
 
 #: The cache :func:`solid_intersection_volume` uses by default.
 DEFAULT_VOXEL_CACHE = VoxelCache()
-
-
-def weld(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge vertices with identical coordinates (e.g. duplicated along texture seams) and drop
-    the faces that collapse: (V', 3) vertices and (F', 3) faces of the same surface."""
-    uniq, inverse = torch.unique(verts, dim=0, return_inverse=True)
-    f = inverse[faces]
-    keep = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])
-    return uniq, f[keep]
 
 
 def _real_mesh(objects: Meshes, b: int) -> tuple[torch.Tensor, torch.Tensor]:

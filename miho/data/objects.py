@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from miho.mesh import box, icosphere, load_obj, subdivide, vertex_normals
+from miho.mesh import box, icosphere, is_closed, load_obj, subdivide, vertex_normals, weld
 
 SIZE_MIN, SIZE_MAX = 0.05, 0.20  # longest bounding-box side, metres
 
@@ -47,35 +47,6 @@ class ObjectMesh:
     def size(self) -> float:
         """Longest bounding-box side, metres."""
         return float((self.verts.max(0).values - self.verts.min(0).values).max())
-
-
-def _closed(faces: torch.Tensor) -> bool:
-    """Every undirected edge is shared by exactly two faces, once in each direction."""
-    e = torch.cat((faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]))
-    und = e.sort(1).values
-    _, counts = torch.unique(und, dim=0, return_counts=True)
-    if not bool((counts == 2).all()):
-        return False
-    _, dcounts = torch.unique(e, dim=0, return_counts=True)
-    return bool((dcounts == 1).all())
-
-
-def _weld(verts: torch.Tensor, faces: torch.Tensor, tol: float = 1e-7):
-    """Merge vertices closer than ``tol``, drop collapsed faces and unreferenced vertices."""
-    key = torch.round(verts.double() / tol).long()
-    _, first, inverse = _unique_rows(key)
-    f = inverse[faces]
-    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
-    used, remap = torch.unique(f, return_inverse=True)
-    return verts[first][used], remap
-
-
-def _unique_rows(x: torch.Tensor):
-    uniq, inverse = torch.unique(x, dim=0, return_inverse=True)
-    first = torch.full((len(uniq),), len(x), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(x)), reduce="amin"
-    )
-    return uniq, first, inverse
 
 
 def _volume_and_centroid(verts: torch.Tensor, faces: torch.Tensor):
@@ -100,8 +71,8 @@ def prepare(
     Raises:
         ValueError: the mesh is not closed (watertight), or degenerate (no volume).
     """
-    verts, faces = _weld(verts.float(), faces.long())
-    if not _closed(faces):
+    verts, faces = weld(verts.float(), faces.long(), tol=1e-7)
+    if not is_closed(faces):
         raise ValueError(f"object {name!r} ({source}) is not a closed (watertight) mesh")
     size = float((verts.max(0).values - verts.min(0).values).max())
     if size <= 0:
