@@ -60,3 +60,13 @@ def test_unknown_objects_raise():
         O.pybullet_mesh("random_9999")
     with pytest.raises(ValueError, match="unknown pybullet object"):
         O.pybullet_mesh("spaceship")
+
+
+def test_convex_decomposition_is_cached(library, tmp_path, monkeypatch):
+    import miho.simulation as S
+
+    obj = next(o for o in library[0] if o.name == "cube")
+    path = obj.convex_decomposition(tmp_path)
+    assert path.startswith(str(tmp_path)) and open(path).read().count("\nv ") >= 8
+    monkeypatch.setattr(S, "_vhacd", lambda *a, **k: (_ for _ in ()).throw(AssertionError("VHACD ran again")))
+    assert obj.convex_decomposition(tmp_path) == path

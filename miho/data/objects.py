@@ -10,7 +10,8 @@ boxes; a ball; a torus) and meshes that pybullet_data ships (its 1000 procedural
 * scaled so that its longest bounding-box side lies in ``[size_min, size_max]`` (5-20 cm);
 * centred at its volume centroid, outward-oriented, with vertex normals;
 * subdivided until it has at least ``min_vertices`` vertices (about 1-4k);
-* identified by a content hash of its final vertices and faces.
+* identified by a content hash of its final vertices and faces;
+* decomposed into convex parts by VHACD on demand (cached on disk).
 
 Splits are by object (no shape is shared between training and test): a fixed fraction of the
 objects, chosen by a hash of their names, is held out.
@@ -47,6 +48,14 @@ class ObjectMesh:
     def size(self) -> float:
         """Longest bounding-box side, metres."""
         return float((self.verts.max(0).values - self.verts.min(0).values).max())
+
+    def convex_decomposition(self, cache_dir=None) -> str:
+        """Path of the object's VHACD decomposition (an OBJ of convex parts), computed once and
+        cached under its content hash (:func:`miho.simulation.decompose`; needs pybullet)."""
+        from miho.simulation import SimSettings, decompose, default_cache_dir
+
+        return decompose(self.verts.double().numpy(), self.faces.numpy(), SimSettings(),
+                         default_cache_dir() if cache_dir is None else cache_dir)  # fmt: skip
 
 
 def _volume_and_centroid(verts: torch.Tensor, faces: torch.Tensor):
