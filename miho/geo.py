@@ -229,7 +229,7 @@ def _obman_energy(hand_verts, obj_verts, obj_mask, region_masks, cfg, inside):
     return attraction, (cfg.obman_r * torch.tanh(depth / cfg.obman_r)).sum(-1)
 
 
-def _inside(hand_verts, objects: Meshes, obj_verts, obj_normals):
+def _inside(hand_verts, objects: Meshes, obj_verts):
     """(B, V) bool: hand vertices inside their object, by generalised winding number (robust to
     fingers that pass through a thin wall, unlike a nearest-normal test), without gradient."""
     with torch.no_grad():
@@ -335,7 +335,7 @@ def optimize(
         obman = None
         if "obman" in (cfg.contact, cfg.repulsion):
             if it % max(cfg.rpl_refresh, 1) == 0 or "inside" not in neighbours:
-                neighbours["inside"] = _inside(out.vertices, objects, ov, normals)
+                neighbours["inside"] = _inside(out.vertices, objects, ov)
             obman = _obman_energy(out.vertices, ov, omask, obman_regions, cfg, neighbours["inside"])
         if cfg.contact == "obman":
             contact = obman[0]

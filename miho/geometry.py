@@ -40,14 +40,6 @@ def ray_triangle_hits(
     return face, tmin, uv
 
 
-def point_segment_distance(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance from points (..., N, 1, 3) to segments a->b (..., 1, M, 3): (..., N, M)."""
-    ab = b - a
-    t = (((points - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-18)).clamp(0, 1)
-    return (points - (a + t[..., None] * ab)).norm(dim=-1)
-
-
-# ---------------------------------------------------------------------- point-to-mesh queries
 def _check_queries(points: torch.Tensor, tris: torch.Tensor, face_mask: torch.Tensor | None) -> None:
     if not isinstance(points, torch.Tensor) or points.dim() != 3 or points.shape[-1] != 3:
         raise ValueError(f"points must be a tensor of shape (B, M, 3), got {tuple(getattr(points, 'shape', ()))}")

@@ -36,7 +36,8 @@ def draw_hand(hand: HandModel, curl: float, **shape: float):
     """Figure and caption of the hand explorer (shape coefficients and a curl)."""
     s = hf._shape(hand, shape)
     fig = plot.figure(hf.hand_traces(hand, hf.curl_pose(hand, curl, s), s, opacity=0.8), camera=plot.PALM_CAMERA)
-    length = (hand.shaped_rest(s)[0][0, :, 1].max() - hand.shaped_rest(s)[0][0, :, 1].min()).item()
+    y = hand.shaped_rest(s)[0][0, :, 1]
+    length = (y.max() - y.min()).item()
     return fig, f"hand extent along the fingers: {length * 1000:.1f} mm"
 
 
