@@ -114,3 +114,40 @@ def bench_siv(batch: int = 32, device: str = "cpu", resolution: int = 80) -> flo
     metrics.solid_intersection_volume(cv, cf, objs, resolution=resolution)
     _sync(device)
     return batch / (time.perf_counter() - t0)
+
+
+def bench_render(samples: int = 256, workers: int = 2, views: int = 4, size: int = 256) -> tuple[float, float]:
+    """SynthHO samples per second (geometry, ground-truth CPF, camera and a freshly rendered
+    image; no disk cache), in sample order (the ``views`` views of a grasp follow each other):
+    in this process, and through a DataLoader with ``workers`` processes. Uses the committed
+    grasp library."""
+    from miho.data.synthho import SynthHO, collate
+
+    ds = SynthHO("all", views=views, cache=False, size=size)
+    n = min(samples, len(ds))
+    ds[0]  # warm-up (renderer, first CPF)
+    t0 = time.perf_counter()
+    for i in range(1, n + 1):
+        ds[i % len(ds)]
+    alone = n / (time.perf_counter() - t0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=16, collate_fn=collate,
+                                         num_workers=workers)  # fmt: skip
+    t0 = time.perf_counter()
+    for _ in loader:
+        pass
+    return alone, n / (time.perf_counter() - t0)
+
+
+def bench_synth(batch: int = 32, iterations: int = 200, device: str = "cpu") -> tuple[float, int]:
+    """Seconds for one batch of grasp candidates (start, GeO, filters incl. simulation) on the
+    first ``batch`` objects of the library, and how many were accepted."""
+    from miho.data import grasps
+    from miho.data.objects import object_library
+
+    hand = load_hand(device=device)
+    objects, _ = object_library(batch)
+    objs = (objects * (batch // len(objects) + 1))[:batch]
+    t0 = time.perf_counter()
+    out = grasps.synthesize_batch(hand, objs, [grasps.candidate_seed(0, o.hash, 0) for o in objs],
+                                  grasps.SynthesisSettings(iterations=iterations))  # fmt: skip
+    return time.perf_counter() - t0, int(out["accepted"].sum())

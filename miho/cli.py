@@ -1,7 +1,10 @@
 """The ``miho`` command.
 
 miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
-miho bench hand [--batch 256] [--device cpu] [--threads 2] [--repeats 20]
+miho bench hand|geo|recovery|siv [...]                time a hot path (see --help)
+miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
+miho synth objects [--random-objects 60]             prepare and list the object library
+miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def _info(args) -> None:
 
 
 def _bench(args) -> None:
-    from miho.bench import bench_geo, bench_hand, bench_recovery, bench_siv
+    from miho.bench import bench_geo, bench_hand, bench_recovery, bench_render, bench_siv, bench_synth
 
     torch.set_num_threads(args.threads)
     where = f"{args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else
@@ -42,6 +45,20 @@ def _bench(args) -> None:
     if args.what == "siv":
         rate = bench_siv(args.batch, args.device, args.resolution)
         print(f"SIV at {args.resolution}^3: batch {args.batch}, {where}: {rate:.0f} samples/s")
+        return
+    if args.what == "render":
+        alone, loader = bench_render(args.batch, args.workers)
+        print(
+            f"SynthHO samples with a rendered 256x256 image (4 views per grasp, no cache), {args.batch} samples: "
+            f"{alone:.0f} samples/s in one process, {loader:.0f} samples/s with a DataLoader of {args.workers} workers"
+        )
+        return
+    if args.what == "synth":
+        t, accepted = bench_synth(args.batch, args.geo_iterations, args.device)
+        print(
+            f"grasp synthesis, {args.batch} candidates, {args.geo_iterations} GeO iterations, {where}: {t:.1f} s "
+            f"({args.batch / t:.2f} candidates/s), {accepted} accepted"
+        )
         return
     if args.what == "recovery":
         rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)
@@ -64,6 +81,45 @@ def _bench(args) -> None:
             print(f"| {name} | {t * 1e3:.1f} | {t / b * 1e3:.2f} | {400 * t:.1f} | {peak:.2f} |", flush=True)
 
 
+def _synth(args) -> None:
+    torch.set_num_threads(args.threads)
+    if args.what == "images":
+        from tqdm.auto import tqdm
+
+        from miho.data.synthho import SynthHO, collate
+
+        ds = SynthHO(args.split, views=args.views, seed=args.seed)
+        loader = torch.utils.data.DataLoader(ds, batch_size=16, collate_fn=collate, num_workers=args.workers or 2)
+        for _ in tqdm(loader, desc=f"rendering {args.split}", unit="batch"):
+            pass
+        print(f"{len(ds)} images of split {args.split!r} cached in {ds.cache_dir}")
+        return
+    from miho.data.objects import object_library
+
+    objects, errors = object_library(args.random_objects)
+    if args.what == "objects":
+        print(f"{len(objects)} objects ({sum(o.split == 'test' for o in objects)} held out for test)")
+        print("| name | split | vertices | size (cm) | source | hash |\n|---|---|---|---|---|---|")
+        for o in objects:
+            print(f"| {o.name} | {o.split} | {o.verts.shape[0]} | {100 * o.size:.1f} | {o.source} | {o.hash} |")
+        for name, err in errors.items():
+            print(f"skipped {name}: {err}")
+        return
+    from miho.data import grasps
+    from miho.hand import load_hand
+
+    hand = load_hand(device=args.device)
+    settings = grasps.SynthesisSettings(iterations=args.iterations)
+    out = args.out or grasps.DEFAULT_PATH
+    lib = grasps.build_library(hand, objects, args.candidates, path=out, seed=args.seed, batch=args.batch,
+                               settings=settings, sim_options=dict(workers=args.workers),
+                               max_per_object=args.max_per_object)  # fmt: skip
+    counts = lib.provenance["counts"]
+    print(f"wrote {out}: {len(lib)} grasps on {len(lib.counts())} objects "
+          f"(train {len(lib.split('train'))}, test {len(lib.split('test'))})")  # fmt: skip
+    print("candidates passing each filter in turn: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="miho", description="MIHO: hand-object contact (CPF), batched in PyTorch")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -72,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="time a hot path")
-    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv"])
+    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv", "render", "synth"])
     bench.add_argument("--batch", type=int, default=256)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -82,8 +138,24 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--loop", action="store_true", help="also time a sample-at-a-time loop")
     bench.add_argument("--resolution", type=int, default=80, help="SIV voxels per axis")
     bench.add_argument("--perturbations", type=int, default=8, help="recovery: perturbations per grasp (x4 grasps)")
-    bench.add_argument("--geo-iterations", type=int, default=400, help="GeO iterations of the recovery experiment")
+    bench.add_argument("--geo-iterations", type=int, default=400, help="GeO iterations (recovery, synth)")
+    bench.add_argument("--workers", type=int, default=2, help="render: DataLoader worker processes")
     bench.set_defaults(run=_bench)
+    synth = sub.add_parser("synth", help="build the synthetic dataset: object library, grasp library")
+    synth.add_argument("what", choices=["objects", "grasps", "images"])
+    synth.add_argument("--split", default="train", choices=["train", "val", "test", "all"], help="images: split")
+    synth.add_argument("--views", type=int, default=4, help="images: camera views per grasp")
+    synth.add_argument("--random-objects", type=int, default=60, help="pybullet random_urdfs to include")
+    synth.add_argument("--candidates", type=int, default=36, help="grasp candidates per object")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--batch", type=int, default=32, help="candidates optimised together")
+    synth.add_argument("--max-per-object", type=int, default=20, help="accepted grasps kept per object")
+    synth.add_argument("--iterations", type=int, default=200, help="GeO iterations per candidate")
+    synth.add_argument("--device", default="cpu")
+    synth.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    synth.add_argument("--workers", type=int, default=None, help="simulation or rendering processes")
+    synth.add_argument("--out", default=None, help="grasp library path (default: the package's own)")
+    synth.set_defaults(run=_synth)
     args = ap.parse_args(argv)
     try:
         args.run(args)

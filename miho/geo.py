@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from miho import amano
 from miho import cpf as cpf_mod
 from miho.anchors import PALM, TIP_REGIONS, hand_regions
-from miho.geometry import winding_number
+from miho.geometry import nearest_vertex_inside, winding_number
 from miho.hand.model import HandModel, _check
 from miho.mesh import Meshes, vertex_normals
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -82,6 +82,7 @@ class GeOConfig:
     obman_alpha: float = 0.01
     obman_r: float = 0.02
     obman_threshold: float = 0.02
+    obman_inside: str = "winding"  # or "normal": nearest-vertex normal test (cheap, fooled by thin walls)
     record_every: int = 0  # keep hand/object vertices every n iterations (0: never)
     progress: bool = False
 
@@ -92,6 +93,8 @@ class GeOConfig:
             raise ValueError(f"contact must be 'cpf', 'vanilla' or 'obman', got {self.contact!r}")
         if self.repulsion not in ("cpf", "obman", "none"):
             raise ValueError(f"repulsion must be 'cpf', 'obman' or 'none', got {self.repulsion!r}")
+        if self.obman_inside not in ("winding", "normal"):
+            raise ValueError(f"obman_inside must be 'winding' or 'normal', got {self.obman_inside!r}")
         if self.iterations < 0:
             raise ValueError("iterations must be >= 0")
 
@@ -210,14 +213,14 @@ def _nearest(points: torch.Tensor, obj_verts: torch.Tensor, obj_mask: torch.Tens
     return torch.cat(out)
 
 
-def _obman_energy(hand_verts, obj_verts, obj_mask, region_masks, cfg, inside):
+def _obman_energy(hand_verts, obj_verts, nearest, region_masks, cfg, inside):
     """Hasson et al.'s attraction (contact-prone regions) and repulsion (``inside`` (B, V) hand
     vertices), each (B,).
 
-    Distances are to the nearest object vertex (searched without gradient; the gradient flows
-    through the chosen pair, as it would through a min).
+    Distances are to the nearest object vertex, ``nearest`` (B, V) (searched without gradient
+    by :func:`_nearest`; the gradient flows through the chosen pair, as it would through a min).
     """
-    j = _nearest(hand_verts, obj_verts, obj_mask)  # (B, V)
+    j = nearest
     oj = torch.gather(obj_verts, 1, j[..., None].expand(-1, -1, 3))
     near = (hand_verts - oj).norm(dim=-1)
     attraction = hand_verts.new_zeros(hand_verts.shape[0])
@@ -335,8 +338,13 @@ def optimize(
         obman = None
         if "obman" in (cfg.contact, cfg.repulsion):
             if it % max(cfg.rpl_refresh, 1) == 0 or "inside" not in neighbours:
-                neighbours["inside"] = _inside(out.vertices, objects, ov)
-            obman = _obman_energy(out.vertices, ov, omask, obman_regions, cfg, neighbours["inside"])
+                with torch.no_grad():
+                    if cfg.obman_inside == "normal":
+                        inside, nearest = nearest_vertex_inside(out.vertices, ov, normals, omask)
+                    else:
+                        inside, nearest = _inside(out.vertices, objects, ov), _nearest(out.vertices, ov, omask)
+                neighbours["inside"], neighbours["nearest"] = inside, nearest
+            obman = _obman_energy(out.vertices, ov, neighbours["nearest"], obman_regions, cfg, neighbours["inside"])
         if cfg.contact == "obman":
             contact = obman[0]
         rpl = torch.zeros_like(contact)

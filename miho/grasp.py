@@ -7,7 +7,7 @@ import torch
 
 from miho import amano, geo
 from miho.anchors import PALM, hand_regions
-from miho.geometry import winding_number
+from miho.geometry import nearest_vertex_inside, winding_number
 from miho.hand.model import HandModel, _check
 from miho.mesh import Meshes
 from miho.rotations import matrix_to_axis_angle
@@ -39,18 +39,25 @@ def approach_pose(
     roll: torch.Tensor,
     curl: float = 0.2,
     gap: float = 0.01,
-    step: float = 0.002,
-    max_steps: int = 50,
+    max_back: float = 0.1,
+    tolerance: float = 0.002,
+    finger_dir: torch.Tensor | None = None,
+    shape: torch.Tensor | None = None,
+    inside: str = "winding",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Open hands facing objects: the palm looks at each object's centroid from ``approach``.
 
     Args:
         objects: the B objects. approach: (B, 3) direction from the object to the hand.
-        roll: (B,) radians about the approach direction.
+        roll: (B,) radians about the approach direction, turning the fingers away from
+            ``finger_dir`` (B, 3) when given, else from world z (x when the approach is near z).
         curl: fraction of the bend limits every joint starts with. gap: palm-surface distance.
-        step, max_steps: a hand that still intersects its object (the thumb of a hand at rest
-            reaches well below the palm) is backed off along ``approach`` by ``step`` metres
-            until no vertex is inside the object (generalised winding number).
+        shape: (B, S) hand shapes (default the mean hand).
+        max_back, tolerance: a hand that still intersects its object (the thumb of a hand at
+            rest reaches well below the palm) is backed off along ``approach`` by the smallest
+            distance in [0, ``max_back``] metres, found by bisection to ``tolerance``, after
+            which no vertex is inside the object: by generalised winding number (``inside=
+            "winding"``) or the cheaper nearest-vertex normal test (``"normal"``).
 
     Returns:
         pose (B, 16, 3) and trans (B, 3).
@@ -67,7 +74,9 @@ def approach_pose(
     rots = []
     for b in range(B):  # a few 3x3 frames; the heavy work below is batched
         ref = torch.tensor([0.0, 0.0, 1.0], dtype=hand.dtype, device=hand.device)
-        if abs(float(ref @ approach[b])) > 0.9:
+        if finger_dir is not None:
+            ref = finger_dir[b].to(ref)
+        elif abs(float(ref @ approach[b])) > 0.9:
             ref = torch.tensor([1.0, 0.0, 0.0], dtype=hand.dtype, device=hand.device)
         up = torch.cos(roll[b]) * ref + torch.sin(roll[b]) * torch.linalg.cross(approach[b], ref)
         rots.append(_frame(-approach[b], up) @ rest.T)
@@ -78,13 +87,24 @@ def approach_pose(
     j0 = hand.joints[0]
     trans = target - ((centre - j0) @ R.transpose(-1, -2)) - j0
     tris = objects.triangles()
+
+    if inside not in ("winding", "normal"):
+        raise ValueError(f"inside must be 'winding' or 'normal', got {inside!r}")
+
+    def hits(t):
+        hv = hand(pose, shape, t).vertices
+        if inside == "normal":
+            return nearest_vertex_inside(hv, objects.verts, objects.normals(), objects.vert_mask)[0].any(1)
+        return (winding_number(hv, tris, objects.face_mask).abs() > 0.5).any(1)
+
     with torch.no_grad():
-        for _ in range(max_steps):
-            inside = winding_number(hand(pose, trans=trans).vertices, tris, objects.face_mask).abs() > 0.5
-            hit = inside.any(1)
-            if not bool(hit.any()):
-                break
-            trans = trans + step * approach * hit[:, None]
+        lo = torch.zeros(B, dtype=hand.dtype, device=hand.device)
+        hi = torch.where(hits(trans), max_back, 0.0)
+        while float((hi - lo).max()) > tolerance:
+            mid = (lo + hi) / 2
+            bad = hits(trans + mid[:, None] * approach)
+            lo, hi = torch.where(bad, mid, lo), torch.where(bad, hi, mid)
+        trans = trans + hi[:, None] * approach
     return pose, trans
 
 

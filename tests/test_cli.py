@@ -20,3 +20,17 @@ def test_missing_mano_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MIHO_MANO_DIR", raising=False)
     with pytest.raises(SystemExit, match="MIHO_MANO_DIR"):
         main(["info", "--hand", "mano", "--mano-path", str(tmp_path)])
+
+
+def test_synth_objects_lists_the_library(capsys):
+    main(["synth", "objects", "--random-objects", "2"])
+    out = capsys.readouterr().out
+    assert "| mug | train |" in out and "| random_001 |" in out and "held out for test" in out
+
+
+def test_synth_grasps_builds_a_small_library(tmp_path, capsys):
+    out = tmp_path / "lib.npz"
+    main(["synth", "grasps", "--random-objects", "0", "--candidates", "1", "--iterations", "3", "--batch", "32",
+          "--workers", "1", "--out", str(out)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert out.exists() and f"wrote {out}" in text and "candidates 18" in text

@@ -70,3 +70,36 @@ def test_convex_decomposition_is_cached(library, tmp_path, monkeypatch):
     assert path.startswith(str(tmp_path)) and open(path).read().count("\nv ") >= 8
     monkeypatch.setattr(S, "_vhacd", lambda *a, **k: (_ for _ in ()).throw(AssertionError("VHACD ran again")))
     assert obj.convex_decomposition(tmp_path) == path
+
+
+def test_marching_tetrahedra_on_a_sphere_field():
+    from miho.mesh import is_closed, marching_tetrahedra
+
+    r, step = 0.04, 0.004
+    g = torch.arange(-14, 15, dtype=torch.float64) * step
+    x, y, z = torch.meshgrid(g, g, g, indexing="ij")
+    field = r - torch.sqrt(x * x + y * y + z * z) + 1e-9  # positive inside
+    v, f = marching_tetrahedra(field, torch.full((3,), -14 * step, dtype=torch.float64), torch.full((3,), step))
+    m = trimesh.Trimesh(v.numpy(), f.numpy(), process=False)
+    assert is_closed(f) and m.is_watertight and m.is_winding_consistent and m.volume > 0
+    assert m.volume == pytest.approx(4 / 3 * math.pi * r**3, rel=0.02)
+    # Vertices lie on the sphere up to the chord error of linear interpolation within a cell.
+    assert (v.norm(dim=-1) - r).abs().max() < step**2 / r
+
+
+def test_open_meshes_are_remeshed_or_rejected():
+    import os
+
+    import pybullet_data
+
+    from miho.mesh import load_obj, weld
+
+    mug = O.make_object("mug")  # pybullet's mug: open seams
+    m = trimesh.Trimesh(mug.verts.numpy(), mug.faces.numpy(), process=False)
+    assert m.is_watertight and m.is_winding_consistent and "remeshed" in mug.source
+    v, f = weld(*load_obj(os.path.join(pybullet_data.getDataPath(), "objects", "mug.obj"), dtype=torch.float64), 1e-7)
+    scale = mug.size / float((v.max(0).values - v.min(0).values).max())
+    original = abs(trimesh.Trimesh(v.numpy(), f.numpy(), process=False).volume) * scale**3
+    assert m.volume == pytest.approx(original, rel=0.1)
+    with pytest.raises(ValueError, match="random_037.*thin parts"):
+        O.make_object("random_037")

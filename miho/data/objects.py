@@ -4,9 +4,10 @@ Sources: procedural household shapes (surfaces of revolution: bottle, cup, can, 
 boxes; a ball; a torus) and meshes that pybullet_data ships (its 1000 procedurally generated
 ``random_urdfs``, the duck, the bunny, the teddy). Every object is
 
-* welded (duplicated vertices merged) and required to be **closed** (every edge shared by two
-  faces): a mesh that is not is rejected with a clear error (pybullet's mug, for instance; a
-  voxel remesher for such meshes is future work);
+* welded (duplicated vertices merged) and made **closed** (every edge shared by two faces): an
+  open mesh (pybullet's mug, for instance) is remeshed from its generalised winding number
+  (:func:`miho.mesh.remesh_watertight`), and rejected with a clear error when that changes its
+  volume by more than 10 % (thin parts lost);
 * scaled so that its longest bounding-box side lies in ``[size_min, size_max]`` (5-20 cm);
 * centred at its volume centroid, outward-oriented, with vertex normals;
 * subdivided until it has at least ``min_vertices`` vertices (about 1-4k);
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from miho.mesh import box, icosphere, is_closed, load_obj, subdivide, vertex_normals, weld
+from miho.mesh import box, icosphere, is_closed, load_obj, remesh_watertight, subdivide, vertex_normals, weld
 
 SIZE_MIN, SIZE_MAX = 0.05, 0.20  # longest bounding-box side, metres
 
@@ -166,6 +167,7 @@ PROCEDURAL = {
 
 #: pybullet_data meshes outside random_urdfs: name -> (file, URDF scale).
 PYBULLET_MESHES = {
+    "mug": ("objects/mug.obj", 1.0),
     "duck": ("duck_vhacd.obj", 0.05),
     "bunny": ("bunny.obj", 1.0),
     "teddy": ("teddy2_VHACD_CHs.obj", 0.1),
@@ -203,6 +205,44 @@ def _split(name: str, test_fraction: float) -> str:
     return "test" if h < test_fraction else "train"
 
 
+def make_watertight(name: str, verts: torch.Tensor, faces: torch.Tensor, max_volume_change: float = 0.1):
+    """``(verts, faces)`` unchanged when closed, else remeshed by
+    :func:`miho.mesh.remesh_watertight`, which must keep the volume (the generalised winding
+    number's, i.e. the signed volume of the open surface) within ``max_volume_change``.
+
+    Raises:
+        ValueError: the remeshed volume differs more (thin parts lost): the object is unusable.
+    """
+    v, f = weld(verts.float(), faces.long(), tol=1e-7)
+    if is_closed(f):
+        return v, f, False
+    rv, rf = remesh_watertight(v, f)
+    before, after = abs(_volume_and_centroid(v, f)[0]), abs(_volume_and_centroid(rv, rf)[0])
+    if before <= 0 or abs(after / before - 1) > max_volume_change:
+        raise ValueError(f"object {name!r} is not a closed (watertight) mesh and remeshing it changes its volume "
+                         f"from {before * 1e6:.1f} to {after * 1e6:.1f} cm^3 (thin parts lost)")  # fmt: skip
+    return rv, rf, True
+
+
+def make_object(name: str, test_fraction: float = 0.2) -> ObjectMesh:
+    """Prepare one object by name: a key of :data:`PROCEDURAL` or :data:`PYBULLET_MESHES`, or
+    ``random_NNN``; open meshes are remeshed (:func:`make_watertight`). Raises ValueError for an
+    unknown name or a mesh that cannot be prepared."""
+    if name in PROCEDURAL:
+        v, f, src = (*PROCEDURAL[name](), "procedural")
+    else:
+        v, f, src = pybullet_mesh(name)
+    v, f, remeshed = make_watertight(name, v, f)
+    obj = prepare(name, v, f, src + (" (remeshed watertight)" if remeshed else ""))
+    obj.split = _split(name, test_fraction)
+    return obj
+
+
+def load_objects(names, test_fraction: float = 0.2) -> list[ObjectMesh]:
+    """:func:`make_object` for each name (errors name the object)."""
+    return [make_object(n, test_fraction) for n in names]
+
+
 def object_library(random_objects: int = 60, test_fraction: float = 0.2, skip_invalid: bool = True):
     """The prepared objects: all procedural ones, the pybullet meshes and the first
     ``random_objects`` random_urdfs. Objects that cannot be prepared (not closed) are skipped
@@ -211,19 +251,13 @@ def object_library(random_objects: int = 60, test_fraction: float = 0.2, skip_in
     Returns:
         (list of :class:`ObjectMesh`, dict name -> error message for the skipped ones).
     """
-    makers = {n: (lambda n=n: (*PROCEDURAL[n](), "procedural")) for n in PROCEDURAL}
-    names = list(PYBULLET_MESHES) + [f"random_{i:03d}" for i in range(random_objects)]
-    makers.update({n: (lambda n=n: pybullet_mesh(n)) for n in names})
+    names = list(PROCEDURAL) + list(PYBULLET_MESHES) + [f"random_{i:03d}" for i in range(random_objects)]
     objects, errors = [], {}
-    for name, make in makers.items():
+    for name in names:
         try:
-            v, f, src = make()
-            obj = prepare(name, v, f, src)
+            objects.append(make_object(name, test_fraction))
         except ValueError as e:
             if not skip_invalid:
                 raise
             errors[name] = str(e)
-            continue
-        obj.split = _split(name, test_fraction)
-        objects.append(obj)
     return objects, errors

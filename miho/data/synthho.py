@@ -1,0 +1,292 @@
+"""SynthHO: the embedded default dataset, a torch Dataset over (grasp, view) samples.
+
+A sample is grasp ``g`` of the grasp library seen by camera view ``k``: the camera is drawn by
+:func:`miho.data.render.random_view` from a generator seeded by (seed, g, k), and everything is
+returned in that camera's frame (OpenCV convention, metres):
+
+* ``image`` (3, H, W) float in [0, 1], ``depth`` (H, W) metres (0: background), ``mask`` (H, W)
+  long (0 background, 1 hand, 2 object), when ``images=True``; rendered on first use and cached
+  on disk (a corrupt cache entry is rendered again);
+* ``K`` (3, 3), ``cam_R`` (3, 3), ``cam_t`` (3,): intrinsics and the object-to-camera motion;
+* ``hand_pose`` (16, 3) axis-angle (wrist in camera space), ``hand_shape`` (S,), ``hand_trans``
+  (3,), ``hand_verts`` (V, 3), ``joints`` (21, 3), and their projections ``joints_2d`` (21, 2),
+  ``hand_verts_2d`` (V, 2) with ``joints_in_image`` (21,) bool;
+* ``obj_rot`` (3, 3), ``obj_trans`` (3,): the object's pose (canonical frame -> camera),
+  ``obj_verts`` (N, 3), ``obj_normals`` (N, 3), ``obj_faces`` (F, 3), ``obj_verts_2d`` (N, 2),
+  ``obj_name``, ``obj_index``;
+* the ground-truth CPF on the object's vertices: ``vc`` (N,), ``cr`` (N,) long, ``ae`` (N,)
+  (:func:`miho.cpf.annotate`; it does not depend on the view);
+* with ``disturb``: ``hand_pose_noisy``, ``hand_trans_noisy``, ``obj_rot_noisy``,
+  ``obj_trans_noisy``: the poses of a coarse estimate (see :class:`Disturbance`).
+
+Splits are by object: ``"test"`` holds the library's held-out objects; ``"val"`` a fraction of
+the training objects, chosen by a hash of their names; ``"train"`` the rest. Objects differ in
+size: :func:`collate` pads them (``obj_mask``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from miho import cpf
+from miho.anchors import hand_regions
+from miho.data import render as rnd
+from miho.data.grasps import GraspLibrary, load_library
+from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+
+@dataclass(frozen=True)
+class Disturbance:
+    """Pose noise of a coarse estimate (official PiCR training jitter): a rotation about a random
+    axis by up to ``max_angle`` radians (uniform) and a translation in a random direction of
+    length N(``offset_mean``, ``offset_std``) metres, for the hand (about its wrist) and the
+    object (about its centre) independently; every joint gets N(0, ``joint_std``) radians."""
+
+    max_angle: float = math.pi / 24
+    offset_mean: float = 0.010
+    offset_std: float = 0.005
+    joint_std: float = 0.0
+
+
+def _seed(*parts) -> int:
+    return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
+
+
+def _random_rotation(g: torch.Generator, max_angle: float) -> torch.Tensor:
+    axis = torch.randn(3, generator=g, dtype=torch.float64)
+    angle = max_angle * torch.rand((), generator=g, dtype=torch.float64)
+    return axis_angle_to_matrix(axis / axis.norm() * angle)
+
+
+def _random_offset(g: torch.Generator, mean: float, std: float) -> torch.Tensor:
+    d = torch.randn(3, generator=g, dtype=torch.float64)
+    return d / d.norm() * (mean + std * torch.randn((), generator=g, dtype=torch.float64))
+
+
+def default_cache_dir() -> str:
+    """``$MIHO_CACHE/images`` when set, else ``~/.cache/miho/images``."""
+    root = os.environ.get("MIHO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "miho")
+    return os.path.join(root, "images")
+
+
+class SynthHO(torch.utils.data.Dataset):
+    """(grasp, view) samples of the grasp library (see the module docstring).
+
+    Args:
+        split: "train", "val", "test" or "all".
+        views: camera views per grasp. seed: the views' and appearances' seed.
+        hand: the hand model (default Anny). objects: the object library as a list of
+            :class:`~miho.data.objects.ObjectMesh` (default: rebuilt from the library's names).
+        library: a :class:`GraspLibrary` (default: the committed one).
+        images: render images (else only geometry, fast). size: image side, pixels.
+        cache_dir: image cache (default :func:`default_cache_dir`; None in ``cache=False``).
+        disturb: a :class:`Disturbance` to add noisy poses, or None.
+        val_fraction: fraction of the training objects used for validation.
+    """
+
+    def __init__(self, split: str = "train", views: int = 4, seed: int = 0, hand=None, objects=None,
+                 library: GraspLibrary | None = None, images: bool = True, size: int = 256,
+                 cache: bool = True, cache_dir: str | None = None, disturb: Disturbance | None = None,
+                 val_fraction: float = 0.15) -> None:  # fmt: skip
+        from miho.hand import load_hand
+
+        if split not in ("train", "val", "test", "all"):
+            raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
+        self.hand = hand or load_hand()
+        self.library = library or load_library()
+        self.objects = {o.name: o for o in (objects if objects is not None else library_objects(self.library))}
+        hashes = self.library.provenance["objects"]
+        for name, h in hashes.items():
+            if name in self.objects and self.objects[name].hash != h:
+                raise ValueError(f"object {name!r} has hash {self.objects[name].hash}, the grasp library was made "
+                                 f"on {h}: rebuild the library (`miho synth grasps`)")  # fmt: skip
+        self.split, self.views, self.seed, self.images, self.size = split, views, seed, images, size
+        self.cache_dir = (cache_dir or default_cache_dir()) if cache else None
+        self.disturb = disturb
+        self.regions = hand_regions(self.hand)
+        self._hand64 = self.hand.to(dtype=torch.float64)
+        names = sorted(self.library.counts())
+        self.object_names = [n for n in names if object_split(n, self.library, val_fraction) == split or split == "all"]
+        keep = set(self.object_names)
+        self.grasps = [i for i, o in enumerate(self.library.object) if o in keep]
+        self._cpf: dict[int, cpf.CPF] = {}
+
+    def __len__(self) -> int:
+        return len(self.grasps) * self.views
+
+    def index(self, i: int) -> tuple[int, int]:
+        """(grasp index in the library, view) of sample ``i``."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"sample {i} out of range [0, {len(self)})")
+        return self.grasps[i // self.views], i % self.views
+
+    def grasp_geometry(self, g: int) -> dict:
+        """Hand (pose, shape, trans, vertices, joints) and object of grasp ``g`` in the object's
+        canonical frame, float64."""
+        lib = self.library
+        hand = self._hand64
+        pose, shape, trans = lib.pose[g : g + 1].double(), lib.shape[g : g + 1].double(), lib.trans[g : g + 1].double()
+        with torch.no_grad():
+            out = hand(pose, shape, trans)
+        obj = self.objects[lib.object[g]]
+        return dict(pose=pose[0], shape=shape[0], trans=trans[0], verts=out.vertices[0], joints=out.joints21[0],
+                    root=hand.shaped_rest(shape)[1][0, 0], obj=obj)  # fmt: skip
+
+    def annotation(self, g: int) -> cpf.CPF:
+        """Ground-truth CPF (batch of one) of grasp ``g`` on its object's vertices (view
+        independent), memoised."""
+        if g not in self._cpf:
+            geo = self.grasp_geometry(g)
+            obj = geo["obj"]
+            with torch.no_grad():
+                field = cpf.annotate(geo["verts"][None].to(self.hand.dtype), obj.verts[None].to(self.hand.dtype),
+                                     self.regions)  # fmt: skip
+            self._cpf[g] = field
+        return self._cpf[g]
+
+    def camera(self, g: int, view: int, geo: dict | None = None) -> rnd.Camera:
+        """The camera of (grasp ``g``, ``view``) (``geo``: :meth:`grasp_geometry` if at hand)."""
+        geo = geo or self.grasp_geometry(g)
+        pts = torch.cat((geo["verts"], geo["obj"].verts.double())).numpy()
+        return rnd.random_view(pts, np.random.default_rng(_seed("view", self.seed, g, view)), size=self.size)
+
+    def image_path(self, g: int, view: int) -> str | None:
+        """Cache file of the image of (grasp ``g``, ``view``): named by a hash of everything the
+        image depends on (seed, size, object, hand parameters, view). None without a cache."""
+        if not self.cache_dir:
+            return None
+        lib = self.library
+        params = (getattr(lib, k)[g].numpy().tobytes().hex() for k in ("pose", "shape", "trans"))
+        key = _seed("image", self.seed, self.size, lib.object[g], self.objects[lib.object[g]].hash, *params, view)
+        return os.path.join(self.cache_dir, f"{key:012x}.npz")
+
+    def _image(self, g: int, view: int, geo: dict, camera: rnd.Camera) -> dict:
+        path = self.image_path(g, view)
+        if path and os.path.exists(path):
+            try:
+                with np.load(path) as z:
+                    img = {k: z[k] for k in ("rgb", "depth", "mask")}
+                if img["rgb"].shape == (self.size, self.size, 3):
+                    return img
+            except (OSError, ValueError, KeyError, EOFError):
+                pass  # corrupt entry: render again
+        obj = geo["obj"]
+        hv = geo["verts"].numpy()
+        from miho.mesh import vertex_normals
+
+        hn = vertex_normals(geo["verts"][None], self.hand.faces[None])[0].numpy()
+        app = rnd.random_appearance(np.random.default_rng(_seed("look", self.seed, g, view)))
+        mesh = (obj.verts.double().numpy(), obj.faces.numpy(), obj.normals.double().numpy())
+        img = rnd.render((hv, self.hand.faces.numpy(), hn), mesh, camera, app)
+        if path:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp.npz"
+            np.savez_compressed(tmp, **img)
+            os.replace(tmp, path)
+        return img
+
+    def __getitem__(self, i: int) -> dict:
+        g, view = self.index(i)
+        geo = self.grasp_geometry(g)
+        cam = self.camera(g, view, geo)
+        R, t = torch.from_numpy(cam.R), torch.from_numpy(cam.t)
+        obj = geo["obj"]
+        hv = geo["verts"] @ R.T + t
+        joints = geo["joints"] @ R.T + t
+        # Wrist rotation in camera space; the translation keeps LBS's root (rotating about the
+        # rest root joint j0): v' = R v + t  =>  trans' = R (j0 + trans) + t - j0.
+        pose = geo["pose"].clone()
+        pose[0] = matrix_to_axis_angle(R @ axis_angle_to_matrix(pose[0]))
+        j0 = geo["root"]
+        trans = R @ (j0 + geo["trans"]) + t - j0
+        ov = obj.verts.double() @ R.T + t
+        K = torch.from_numpy(cam.K)
+
+        def project(x):
+            return (x @ K.T)[:, :2] / x[:, 2:3]
+
+        j2 = project(joints)
+        field = self.annotation(g)
+        f32 = torch.float32
+        s = dict(
+            K=K.to(f32), cam_R=R.to(f32), cam_t=t.to(f32),
+            hand_pose=pose.to(f32), hand_shape=geo["shape"].to(f32), hand_trans=trans.to(f32),
+            hand_verts=hv.to(f32), joints=joints.to(f32), joints_2d=j2.to(f32), hand_verts_2d=project(hv).to(f32),
+            joints_in_image=((j2 >= 0) & (j2 < self.size)).all(-1),
+            obj_rot=R.to(f32), obj_trans=t.to(f32), obj_verts=ov.to(f32),
+            obj_normals=(obj.normals.double() @ R.T).to(f32),
+            obj_faces=obj.faces, obj_verts_2d=project(ov).to(f32), obj_name=obj.name,
+            obj_index=sorted(self.objects).index(obj.name),
+            vc=field.vc[0].to(f32), cr=field.cr[0], ae=field.ae[0].to(f32),
+            grasp=g, view=view,
+        )  # fmt: skip
+        if self.disturb is not None:
+            d = self.disturb
+            gen = torch.Generator().manual_seed(_seed("disturb", self.seed, g, view))
+            Rh = _random_rotation(gen, d.max_angle)
+            noisy = pose.clone()
+            noisy[0] = matrix_to_axis_angle(Rh @ axis_angle_to_matrix(pose[0]))
+            noisy[1:] += d.joint_std * torch.randn(15, 3, generator=gen, dtype=torch.float64)
+            s["hand_pose_noisy"] = noisy.to(f32)  # turned about the root joint, which trans leaves in place
+            s["hand_trans_noisy"] = (trans + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)
+            Ro = _random_rotation(gen, d.max_angle)
+            s["obj_rot_noisy"] = (Ro @ R).to(f32)
+            s["obj_trans_noisy"] = (Ro @ t + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)
+        if self.images:
+            img = self._image(g, view, geo, cam)
+            s["image"] = torch.from_numpy(img["rgb"]).permute(2, 0, 1).to(f32) / 255
+            s["depth"] = torch.from_numpy(img["depth"])
+            s["mask"] = torch.from_numpy(img["mask"]).long()
+        return s
+
+
+def object_split(name: str, library: GraspLibrary, val_fraction: float = 0.15) -> str:
+    """ "test" for the library's held-out objects; else "val" for a hash-chosen fraction of the
+    training objects, "train" for the rest."""
+    if library.provenance["splits"][name] == "test":
+        return "test"
+    h = int(hashlib.sha1(f"val:{name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if h < val_fraction else "train"
+
+
+def library_objects(library: GraspLibrary) -> list:
+    """The prepared objects that ``library`` was made on (rebuilt from their sources)."""
+    from miho.data.objects import load_objects
+
+    return load_objects(sorted(library.provenance["objects"]))
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack samples; objects (verts, normals, faces, 2D, CPF) are padded to the largest, with
+    ``obj_mask`` (B, N) and ``obj_face_mask`` (B, F); names stay lists."""
+    out = {}
+    ragged = {"obj_verts", "obj_normals", "obj_verts_2d", "vc", "cr", "ae", "obj_faces"}
+    for k in samples[0]:
+        vals = [s[k] for s in samples]
+        if k in ragged:
+            n = max(v.shape[0] for v in vals)
+            fill = -1 if k == "cr" else 0
+            out[k] = torch.stack([torch.nn.functional.pad(v, (0, 0) * (v.dim() - 1) + (0, n - v.shape[0]), value=fill)
+                                  for v in vals])  # fmt: skip
+        elif isinstance(vals[0], torch.Tensor):
+            out[k] = torch.stack(vals)
+        elif isinstance(vals[0], (int, float)):
+            out[k] = torch.tensor(vals)
+        else:
+            out[k] = vals
+    n = out["obj_verts"].shape[1]
+    out["obj_mask"] = torch.stack([torch.arange(n) < s["obj_verts"].shape[0] for s in samples])
+    nf = out["obj_faces"].shape[1]
+    out["obj_face_mask"] = torch.stack([torch.arange(nf) < s["obj_faces"].shape[0] for s in samples])
+    return out
+
+
+__all__ = ["Disturbance", "SynthHO", "collate", "default_cache_dir", "library_objects", "object_split"]
