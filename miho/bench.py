@@ -116,26 +116,47 @@ def bench_siv(batch: int = 32, device: str = "cpu", resolution: int = 80) -> flo
     return batch / (time.perf_counter() - t0)
 
 
+def _render_share(args) -> tuple[int, float]:
+    """Render samples ``start::step`` of a SynthHO (images only); returns (count, seconds)."""
+    from miho.data.synthho import SynthHO
+
+    start, step, n, views, size = args
+    ds = SynthHO("all", views=views, cache=False, size=size)
+    firsts = range(start * views, n, step * views)  # this worker's grasps, all their views
+    todo = [ds.index(j) for first in firsts for j in range(first, min(first + views, n))]
+    g, v = todo[0]
+    ds._image(g, v, ds.grasp_geometry(g), ds.camera(g, v))  # warm-up
+    t0 = time.perf_counter()
+    for g, v in todo:
+        geo = ds.grasp_geometry(g)
+        ds._image(g, v, geo, ds.camera(g, v, geo))
+    return len(todo), time.perf_counter() - t0
+
+
 def bench_render(samples: int = 256, workers: int = 2, views: int = 4, size: int = 256) -> tuple[float, float]:
-    """SynthHO samples per second (geometry, ground-truth CPF, camera and a freshly rendered
-    image; no disk cache), in sample order (the ``views`` views of a grasp follow each other):
-    in this process, and through a DataLoader with ``workers`` processes. Uses the committed
-    grasp library."""
+    """Throughput of SynthHO images (no disk cache, the ``views`` views of a grasp in a row):
+
+    * images per second of the renderer alone (camera, appearance, TinyRenderer, masks, depth),
+      with ``workers`` processes each rendering its share of the grasps;
+    * whole samples per second (geometry, ground-truth CPF, camera, image) through a torch
+      DataLoader with ``workers`` worker processes.
+
+    Uses the committed grasp library."""
+    import multiprocessing
+
     from miho.data.synthho import SynthHO, collate
 
     ds = SynthHO("all", views=views, cache=False, size=size)
     n = min(samples, len(ds))
-    ds[0]  # warm-up (renderer, first CPF)
-    t0 = time.perf_counter()
-    for i in range(1, n + 1):
-        ds[i % len(ds)]
-    alone = n / (time.perf_counter() - t0)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        parts = pool.map(_render_share, [(w, workers, n, views, size) for w in range(workers)])
+    images = sum(c for c, _ in parts) / max(t for _, t in parts)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=16, collate_fn=collate,
                                          num_workers=workers)  # fmt: skip
     t0 = time.perf_counter()
     for _ in loader:
         pass
-    return alone, n / (time.perf_counter() - t0)
+    return images, n / (time.perf_counter() - t0)
 
 
 def bench_synth(batch: int = 32, iterations: int = 200, device: str = "cpu") -> tuple[float, int]:

@@ -47,10 +47,10 @@ def _bench(args) -> None:
         print(f"SIV at {args.resolution}^3: batch {args.batch}, {where}: {rate:.0f} samples/s")
         return
     if args.what == "render":
-        alone, loader = bench_render(args.batch, args.workers)
+        images, samples = bench_render(args.batch, args.workers)
         print(
-            f"SynthHO samples with a rendered 256x256 image (4 views per grasp, no cache), {args.batch} samples: "
-            f"{alone:.0f} samples/s in one process, {loader:.0f} samples/s with a DataLoader of {args.workers} workers"
+            f"SynthHO, {args.batch} samples, 256x256, 4 views per grasp, no cache, {args.workers} processes: "
+            f"rendering {images:.0f} images/s; whole samples (geometry, CPF, image) {samples:.0f} samples/s"
         )
         return
     if args.what == "synth":

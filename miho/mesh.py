@@ -123,6 +123,8 @@ def weld(verts: torch.Tensor, faces: torch.Tensor, tol: float = 0.0) -> tuple[to
 def is_closed(faces: torch.Tensor) -> bool:
     """True when every directed edge (a, b) of the faces has exactly one opposite edge (b, a)
     and none is repeated: a closed, consistently oriented (watertight) surface."""
+    if faces.numel() == 0:
+        return False
     e = torch.cat((faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]))
     n = int(faces.max()) + 1
     key, rev = e[:, 0] * n + e[:, 1], e[:, 1] * n + e[:, 0]

@@ -34,3 +34,10 @@ def test_synth_grasps_builds_a_small_library(tmp_path, capsys):
           "--workers", "1", "--out", str(out)])  # fmt: skip
     text = capsys.readouterr().out
     assert out.exists() and f"wrote {out}" in text and "candidates 18" in text
+
+
+def test_bench_render_and_synth(capsys):
+    main(["bench", "render", "--batch", "8", "--workers", "1"])
+    assert "rendering" in capsys.readouterr().out
+    main(["bench", "synth", "--batch", "2", "--geo-iterations", "3"])
+    assert "2 candidates, 3 GeO iterations" in capsys.readouterr().out

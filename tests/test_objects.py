@@ -103,3 +103,5 @@ def test_open_meshes_are_remeshed_or_rejected():
     assert m.volume == pytest.approx(original, rel=0.1)
     with pytest.raises(ValueError, match="random_037.*thin parts"):
         O.make_object("random_037")
+    with pytest.raises(ValueError, match="random_168.*degenerate"):
+        O.make_object("random_168")  # every face collapses when its duplicate vertices merge

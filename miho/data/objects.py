@@ -214,6 +214,8 @@ def make_watertight(name: str, verts: torch.Tensor, faces: torch.Tensor, max_vol
         ValueError: the remeshed volume differs more (thin parts lost): the object is unusable.
     """
     v, f = weld(verts.float(), faces.long(), tol=1e-7)
+    if len(f) < 4:
+        raise ValueError(f"object {name!r} is degenerate: {len(f)} faces left after merging duplicate vertices")
     if is_closed(f):
         return v, f, False
     rv, rf = remesh_watertight(v, f)

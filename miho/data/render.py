@@ -16,13 +16,19 @@ The same (meshes, camera, seed) always gives the same image.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from miho.simulation import quiet_stdout
 
+#: Bumped whenever the same inputs would render differently (it is part of cached image names).
+VERSION = 2
 BACKGROUND, HAND, OBJECT = 0, 1, 2
+#: Object surface patterns (grey levels, tinted by the object colour), mapped by spherical
+#: coordinates about the object's centre.
+TEXTURES = ("plain", "checker", "stripes", "grain")
 #: Skin tones (sRGB 0-1), from light to dark.
 SKIN_TONES = np.array([[0.96, 0.80, 0.69], [0.92, 0.72, 0.58], [0.80, 0.60, 0.45], [0.66, 0.46, 0.32],
                        [0.49, 0.33, 0.22], [0.36, 0.24, 0.16]])  # fmt: skip
@@ -126,18 +132,21 @@ class Appearance:
     diffuse: float
     specular: float
     background: np.ndarray  # (2, 3): the colours of a vertical gradient
+    texture: str = "plain"  # one of TEXTURES
 
 
 def random_appearance(rng: np.random.Generator) -> Appearance:
-    """Skin tone from :data:`SKIN_TONES` (slightly varied), a random saturated object colour, a
-    light from the camera's side, and a two-colour background gradient."""
+    """Skin tone from :data:`SKIN_TONES` (slightly varied), a random saturated object colour and
+    surface pattern (:data:`TEXTURES`), a light from the camera's side, and a two-colour
+    background gradient."""
     skin = np.clip(SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3), 0, 1)
     hue = rng.uniform(0, 1)
     obj = np.clip(np.abs(((hue * 6 + np.array([0, 4, 2])) % 6) - 3) - 1, 0, 1)  # hue -> RGB
     obj = np.clip(0.25 + 0.75 * obj * rng.uniform(0.6, 1.0), 0, 1)
     light = np.array([0.0, 0.0, 1.0]) + rng.normal(scale=0.6, size=3)
-    return Appearance(skin, obj, light / np.linalg.norm(light), rng.uniform(0.4, 0.7), rng.uniform(0.4, 0.7),
-                      rng.uniform(0.0, 0.3), rng.uniform(0, 1, (2, 3)))  # fmt: skip
+    light = light / np.linalg.norm(light)
+    shading = rng.uniform(0.4, 0.7), rng.uniform(0.4, 0.7), rng.uniform(0.0, 0.3)
+    return Appearance(skin, obj, light, *shading, rng.uniform(0, 1, (2, 3)), TEXTURES[rng.integers(len(TEXTURES))])
 
 
 class Renderer:
@@ -154,11 +163,35 @@ class Renderer:
         with quiet_stdout():
             self.cid = pybullet.connect(pybullet.DIRECT)
         self._bodies: dict[tuple, int] = {}  # (kind, hash) -> body id, oldest first
+        self._textures: dict[str, int] = {}
+
+    def _texture(self, name: str) -> int:
+        """pybullet texture id of pattern ``name`` (written once as a PNG in a private folder)."""
+        if name not in self._textures:
+            import tempfile
+
+            from PIL import Image
+
+            i, j = np.indices((64, 64))
+            grey = {"plain": np.ones((64, 64)), "checker": 0.55 + 0.45 * ((i // 8 + j // 8) % 2),
+                    "stripes": 0.6 + 0.4 * ((j // 6) % 2),
+                    "grain": 0.7 + 0.3 * np.random.default_rng(7).random((64, 64))}[name]  # fmt: skip
+            folder = getattr(self, "_folder", None) or tempfile.mkdtemp(prefix="miho-textures-")
+            self._folder = folder
+            path = os.path.join(folder, f"{name}.png")
+            Image.fromarray((255 * np.repeat(grey[..., None], 3, -1)).astype(np.uint8)).save(path)
+            self._textures[name] = self.p.loadTexture(path, physicsClientId=self.cid)
+        return self._textures[name]
 
     def close(self) -> None:
         if self.cid is not None:
             self.p.disconnect(self.cid)
             self.cid = None
+        if getattr(self, "_folder", None):
+            import shutil
+
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def __del__(self) -> None:
         try:
@@ -177,8 +210,11 @@ class Renderer:
         same = [k for k in self._bodies if k[0] == kind]
         if len(same) >= self.keep:
             p.removeBody(self._bodies.pop(same[0]), physicsClientId=self.cid)
+        c = v - v.mean(0)  # spherical texture coordinates about the centre
+        r = np.linalg.norm(c, axis=1).clip(1e-12)
+        uv = np.c_[0.5 + np.arctan2(c[:, 1], c[:, 0]) / (2 * np.pi), 0.5 + np.arcsin((c[:, 2] / r).clip(-1, 1)) / np.pi]
         vs = p.createVisualShape(p.GEOM_MESH, vertices=v.tolist(), indices=f.reshape(-1).tolist(), normals=n.tolist(),
-                                 physicsClientId=self.cid)  # fmt: skip
+                                 uvs=uv.tolist(), physicsClientId=self.cid)  # fmt: skip
         if vs < 0:
             raise RuntimeError("pybullet could not build a visual mesh")
         self._bodies[key] = p.createMultiBody(baseMass=0, baseVisualShapeIndex=vs, physicsClientId=self.cid)
@@ -194,9 +230,11 @@ class Renderer:
         for body in self._bodies.values():
             place = [0.0, 0.0, 0.0] if body in (h, o) else [1e4, 1e4, 1e4]
             p.resetBasePositionAndOrientation(body, place, [0, 0, 0, 1], physicsClientId=self.cid)
-        for body, colour in ((h, a.skin), (o, a.object)):
+        for body, colour, texture in ((h, a.skin, "plain"), (o, a.object, a.texture)):
             if body >= 0:
-                p.changeVisualShape(body, -1, rgbaColor=[*map(float, colour), 1.0], physicsClientId=self.cid)
+                tex = self._texture(texture)
+                p.changeVisualShape(body, -1, rgbaColor=[*map(float, colour), 1.0], textureUniqueId=tex,
+                                    physicsClientId=self.cid)  # fmt: skip
         # TinyRenderer lights from a world direction; the camera-space light is turned into world.
         light = camera.R.T @ (np.array([1.0, -1.0, -1.0]) * a.light_direction)
         _, _, rgba, depth, seg = p.getCameraImage(

@@ -118,6 +118,7 @@ class SynthHO(torch.utils.data.Dataset):
         keep = set(self.object_names)
         self.grasps = [i for i, o in enumerate(self.library.object) if o in keep]
         self._cpf: dict[int, cpf.CPF] = {}
+        self._last: tuple[int, dict] | None = None
 
     def __len__(self) -> int:
         return len(self.grasps) * self.views
@@ -129,16 +130,24 @@ class SynthHO(torch.utils.data.Dataset):
         return self.grasps[i // self.views], i % self.views
 
     def grasp_geometry(self, g: int) -> dict:
-        """Hand (pose, shape, trans, vertices, joints) and object of grasp ``g`` in the object's
-        canonical frame, float64."""
+        """Hand (pose, shape, trans, vertices, vertex normals, joints) and object of grasp ``g``
+        in the object's canonical frame, float64 (the last grasp's is kept: views of a grasp
+        follow each other)."""
+        if self._last is not None and self._last[0] == g:
+            return self._last[1]
+        from miho.mesh import vertex_normals
+
         lib = self.library
         hand = self._hand64
         pose, shape, trans = lib.pose[g : g + 1].double(), lib.shape[g : g + 1].double(), lib.trans[g : g + 1].double()
         with torch.no_grad():
             out = hand(pose, shape, trans)
         obj = self.objects[lib.object[g]]
-        return dict(pose=pose[0], shape=shape[0], trans=trans[0], verts=out.vertices[0], joints=out.joints21[0],
-                    root=hand.shaped_rest(shape)[1][0, 0], obj=obj)  # fmt: skip
+        geo = dict(pose=pose[0], shape=shape[0], trans=trans[0], verts=out.vertices[0], joints=out.joints21[0],
+                   normals=vertex_normals(out.vertices, hand.faces[None])[0], root=hand.shaped_rest(shape)[1][0, 0],
+                   obj=obj)  # fmt: skip
+        self._last = (g, geo)
+        return geo
 
     def annotation(self, g: int) -> cpf.CPF:
         """Ground-truth CPF (batch of one) of grasp ``g`` on its object's vertices (view
@@ -165,7 +174,8 @@ class SynthHO(torch.utils.data.Dataset):
             return None
         lib = self.library
         params = (getattr(lib, k)[g].numpy().tobytes().hex() for k in ("pose", "shape", "trans"))
-        key = _seed("image", self.seed, self.size, lib.object[g], self.objects[lib.object[g]].hash, *params, view)
+        obj = self.objects[lib.object[g]]
+        key = _seed("image", rnd.VERSION, self.seed, self.size, obj.name, obj.hash, *params, view)
         return os.path.join(self.cache_dir, f"{key:012x}.npz")
 
     def _image(self, g: int, view: int, geo: dict, camera: rnd.Camera) -> dict:
@@ -180,9 +190,7 @@ class SynthHO(torch.utils.data.Dataset):
                 pass  # corrupt entry: render again
         obj = geo["obj"]
         hv = geo["verts"].numpy()
-        from miho.mesh import vertex_normals
-
-        hn = vertex_normals(geo["verts"][None], self.hand.faces[None])[0].numpy()
+        hn = geo["normals"].numpy()
         app = rnd.random_appearance(np.random.default_rng(_seed("look", self.seed, g, view)))
         mesh = (obj.verts.double().numpy(), obj.faces.numpy(), obj.normals.double().numpy())
         img = rnd.render((hv, self.hand.faces.numpy(), hn), mesh, camera, app)
