@@ -169,6 +169,13 @@ PROCEDURAL = {
 PYBULLET_MESHES = {
     "mug": ("objects/mug.obj", 1.0),
     "duck": ("duck_vhacd.obj", 0.05),
+    "pybullet_torus": ("torus/torus_textured.obj", 1.0),
+    "domino": ("domino/domino.obj", 1.0),
+    "stone": ("stone.obj", 1.0),
+    "toy_prism": ("toys/prism.obj", 1.0),
+    "toy_cylinder": ("toys/cylinder.obj", 1.0),
+    "toy_concave_box": ("toys/concave_box.obj", 1.0),
+    "toy_shape_sorter": ("toys/shape_sorter.obj", 1.0),
     "bunny": ("bunny.obj", 1.0),
     "teddy": ("teddy2_VHACD_CHs.obj", 0.1),
 }

@@ -24,7 +24,7 @@ import numpy as np
 from miho.simulation import quiet_stdout
 
 #: Bumped whenever the same inputs would render differently (it is part of cached image names).
-VERSION = 2
+VERSION = 3
 BACKGROUND, HAND, OBJECT = 0, 1, 2
 #: Object surface patterns (grey levels, tinted by the object colour), mapped by spherical
 #: coordinates about the object's centre.

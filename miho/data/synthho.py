@@ -130,9 +130,9 @@ class SynthHO(torch.utils.data.Dataset):
         return self.grasps[i // self.views], i % self.views
 
     def grasp_geometry(self, g: int) -> dict:
-        """Hand (pose, shape, trans, vertices, vertex normals, joints) and object of grasp ``g``
-        in the object's canonical frame, float64 (the last grasp's is kept: views of a grasp
-        follow each other)."""
+        """Hand (pose, shape, trans, vertices, joints, and the closed surface that is drawn:
+        vertices, faces, normals) and object of grasp ``g`` in the object's canonical frame,
+        float64 (the last grasp's is kept: views of a grasp follow each other)."""
         if self._last is not None and self._last[0] == g:
             return self._last[1]
         from miho.mesh import vertex_normals
@@ -143,9 +143,10 @@ class SynthHO(torch.utils.data.Dataset):
         with torch.no_grad():
             out = hand(pose, shape, trans)
         obj = self.objects[lib.object[g]]
+        cv, cf = hand.closed(out.vertices)  # drawn closed: no hole at the wrist
         geo = dict(pose=pose[0], shape=shape[0], trans=trans[0], verts=out.vertices[0], joints=out.joints21[0],
-                   normals=vertex_normals(out.vertices, hand.faces[None])[0], root=hand.shaped_rest(shape)[1][0, 0],
-                   obj=obj)  # fmt: skip
+                   root=hand.shaped_rest(shape)[1][0, 0], obj=obj,
+                   surface=(cv[0].numpy(), cf.numpy(), vertex_normals(cv, cf[None])[0].numpy()))  # fmt: skip
         self._last = (g, geo)
         return geo
 
@@ -189,11 +190,9 @@ class SynthHO(torch.utils.data.Dataset):
             except (OSError, ValueError, KeyError, EOFError):
                 pass  # corrupt entry: render again
         obj = geo["obj"]
-        hv = geo["verts"].numpy()
-        hn = geo["normals"].numpy()
         app = rnd.random_appearance(np.random.default_rng(_seed("look", self.seed, g, view)))
         mesh = (obj.verts.double().numpy(), obj.faces.numpy(), obj.normals.double().numpy())
-        img = rnd.render((hv, self.hand.faces.numpy(), hn), mesh, camera, app)
+        img = rnd.render(geo["surface"], mesh, camera, app)
         if path:
             os.makedirs(self.cache_dir, exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp.npz"
