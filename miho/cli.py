@@ -3,7 +3,7 @@
 miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
 miho bench hand|geo|recovery|siv [...]                time a hot path (see --help)
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
-miho synth objects [--random-objects 60]             prepare and list the object library
+miho synth objects [--random-objects 300]            prepare and list the object library
 miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
 """
 
@@ -81,6 +81,9 @@ def _bench(args) -> None:
             print(f"| {name} | {t * 1e3:.1f} | {t / b * 1e3:.2f} | {400 * t:.1f} | {peak:.2f} |", flush=True)
 
 
+GRASP_RANDOM_OBJECTS = 60  # the random_urdfs of the committed grasp library
+
+
 def _synth(args) -> None:
     torch.set_num_threads(args.threads)
     if args.what == "images":
@@ -96,7 +99,10 @@ def _synth(args) -> None:
         return
     from miho.data.objects import object_library
 
-    objects, errors = object_library(args.random_objects)
+    count = args.random_objects  # the committed grasp library was made on the first 60 random_urdfs
+    if count is None:
+        count = 300 if args.what == "objects" else GRASP_RANDOM_OBJECTS
+    objects, errors = object_library(count)
     if args.what == "objects":
         print(f"{len(objects)} objects ({sum(o.split == 'test' for o in objects)} held out for test)")
         print("| name | split | vertices | size (cm) | source | hash |\n|---|---|---|---|---|---|")
@@ -145,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     synth.add_argument("what", choices=["objects", "grasps", "images"])
     synth.add_argument("--split", default="train", choices=["train", "val", "test", "all"], help="images: split")
     synth.add_argument("--views", type=int, default=4, help="images: camera views per grasp")
-    synth.add_argument("--random-objects", type=int, default=60, help="pybullet random_urdfs to include")
+    synth.add_argument("--random-objects", type=int, default=None,
+                       help="pybullet random_urdfs to include (default: 300 for objects, 60 for grasps)")  # fmt: skip
     synth.add_argument("--candidates", type=int, default=36, help="grasp candidates per object")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--batch", type=int, default=32, help="candidates optimised together")

@@ -252,7 +252,7 @@ def load_objects(names, test_fraction: float = 0.2) -> list[ObjectMesh]:
     return [make_object(n, test_fraction) for n in names]
 
 
-def object_library(random_objects: int = 60, test_fraction: float = 0.2, skip_invalid: bool = True):
+def object_library(random_objects: int = 300, test_fraction: float = 0.2, skip_invalid: bool = True):
     """The prepared objects: all procedural ones, the pybullet meshes and the first
     ``random_objects`` random_urdfs. Objects that cannot be prepared (not closed) are skipped
     when ``skip_invalid`` (their errors are returned), else raise.
