@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from miho import amano
 from miho import cpf as cpf_mod
 from miho.anchors import PALM, TIP_REGIONS, hand_regions
-from miho.geometry import nearest_vertex_inside, winding_number
+from miho.geometry import nearest_vertex, nearest_vertex_inside, winding_number
 from miho.hand.model import HandModel, _check
 from miho.mesh import Meshes, vertex_normals
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -198,19 +198,9 @@ def _anchor_weights(region: torch.Tensor, cfg: GeOConfig) -> torch.Tensor:
 def _vanilla_energy(anchors, tip_anchor, obj_verts, obj_mask, threshold):
     """Fingertip anchors pulled to their nearest object vertex within ``threshold``: (B,)."""
     tips = anchors[:, tip_anchor]
-    j = _nearest(tips, obj_verts, obj_mask)
+    j = nearest_vertex(tips, obj_verts, obj_mask)
     near = (tips - torch.gather(obj_verts, 1, j[..., None].expand(-1, -1, 3))).norm(dim=-1)
     return 0.5 * torch.where(near < threshold, near, torch.zeros_like(near)).square().sum(-1)
-
-
-def _nearest(points: torch.Tensor, obj_verts: torch.Tensor, obj_mask: torch.Tensor, chunk: int = 8):
-    """Index (B, M) of each point's nearest real object vertex, found without gradient."""
-    out = []
-    with torch.no_grad():
-        far = torch.where(obj_mask[..., None], obj_verts, torch.full_like(obj_verts, 1e6))  # padding never wins
-        for b in range(0, points.shape[0], chunk):
-            out.append(torch.cdist(points[b : b + chunk], far[b : b + chunk]).argmin(-1))
-    return torch.cat(out)
 
 
 def _obman_energy(hand_verts, obj_verts, nearest, region_masks, cfg, inside):
@@ -218,7 +208,7 @@ def _obman_energy(hand_verts, obj_verts, nearest, region_masks, cfg, inside):
     vertices), each (B,).
 
     Distances are to the nearest object vertex, ``nearest`` (B, V) (searched without gradient
-    by :func:`_nearest`; the gradient flows through the chosen pair, as it would through a min).
+    by :func:`miho.geometry.nearest_vertex`; the gradient flows through the chosen pair, as it would through a min).
     """
     j = nearest
     oj = torch.gather(obj_verts, 1, j[..., None].expand(-1, -1, 3))
@@ -342,7 +332,7 @@ def optimize(
                     if cfg.obman_inside == "normal":
                         inside, nearest = nearest_vertex_inside(out.vertices, ov, normals, omask)
                     else:
-                        inside, nearest = _inside(out.vertices, objects, ov), _nearest(out.vertices, ov, omask)
+                        inside, nearest = _inside(out.vertices, objects, ov), nearest_vertex(out.vertices, ov, omask)
                 neighbours["inside"], neighbours["nearest"] = inside, nearest
             obman = _obman_energy(out.vertices, ov, neighbours["nearest"], obman_regions, cfg, neighbours["inside"])
         if cfg.contact == "obman":

@@ -235,25 +235,31 @@ def winding_number(
     return out / (2 * torch.pi)
 
 
+def nearest_vertex(points: torch.Tensor, verts: torch.Tensor, vert_mask: torch.Tensor | None = None,
+                   chunk: int = 8) -> torch.Tensor:  # fmt: skip
+    """Index (B, M) of each point's nearest vertex, padding (``vert_mask`` False) never chosen;
+    computed without gradient, ``chunk`` samples per distance matrix. points (B, M, 3), verts (B, N, 3)."""
+    with torch.no_grad():
+        if vert_mask is not None:
+            verts = torch.where(vert_mask[..., None], verts, torch.full_like(verts, 1e6))
+        return torch.cat([torch.cdist(points[b : b + chunk], verts[b : b + chunk]).argmin(-1)
+                          for b in range(0, points.shape[0], chunk)])  # fmt: skip
+
+
 def nearest_vertex_inside(
-    points: torch.Tensor, verts: torch.Tensor, normals: torch.Tensor, vert_mask: torch.Tensor | None = None,
-    chunk: int = 8,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    points: torch.Tensor, verts: torch.Tensor, normals: torch.Tensor, vert_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A cheap inside test: a point is inside when its offset from its nearest mesh vertex points
     against that vertex's outward normal. Exact far from edges on smooth closed meshes, wrong for
     points beyond a thin wall (use :func:`winding_number` where that matters).
 
     Args:
         points: (B, M, 3). verts, normals: (B, N, 3). vert_mask: (B, N) bool or None.
-        chunk: samples per distance matrix.
 
     Returns:
-        inside (B, M) bool and the nearest vertex index (B, M) long (padding never chosen).
+        inside (B, M) bool and the nearest vertex index (B, M) long (see :func:`nearest_vertex`).
     """
-    if vert_mask is not None:
-        verts = torch.where(vert_mask[..., None], verts, torch.full_like(verts, 1e6))
-    idx = torch.cat([torch.cdist(points[b : b + chunk], verts[b : b + chunk]).argmin(-1)
-                     for b in range(0, points.shape[0], chunk)])  # fmt: skip
+    idx = nearest_vertex(points, verts, vert_mask)
     gather = idx[..., None].expand(-1, -1, 3)
     off = points - torch.gather(verts, 1, gather)
     return (off * torch.gather(normals, 1, gather)).sum(-1) < 0, idx

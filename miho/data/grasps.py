@@ -293,7 +293,9 @@ class GraspLibrary:
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "grasps.npz")
 
 
-def _atomic_save(path: str, arrays: dict) -> None:
+def atomic_savez(path, arrays: dict) -> None:
+    """``np.savez_compressed`` to ``path`` through a temporary file in the same folder and a rename,
+    so a reader never sees a half-written file."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
@@ -309,7 +311,7 @@ def _atomic_save(path: str, arrays: dict) -> None:
 
 def save_library(lib: GraspLibrary, path: str = DEFAULT_PATH) -> None:
     """Write ``lib`` atomically as a compressed ``.npz`` (float32 tensors, names as strings)."""
-    _atomic_save(path, dict(object=np.array(lib.object, dtype=str), kind=np.array(lib.kind, dtype=str),
+    atomic_savez(path, dict(object=np.array(lib.object, dtype=str), kind=np.array(lib.kind, dtype=str),
                             provenance=np.array(json.dumps(lib.provenance)),
                             **{k: getattr(lib, k).float().numpy() for k in _TENSORS}))  # fmt: skip
 
@@ -361,7 +363,7 @@ def _load_candidates(path: str, config: dict) -> dict:
 def _save_candidates(path: str, config: dict, done: dict) -> None:
     keys = list(done)
     cols = {f"c_{c}": torch.stack([done[k][c] for k in keys]).numpy() for c in done[keys[0]]}
-    _atomic_save(path, dict(config=np.array(json.dumps(config)), keys=np.array(keys, dtype=str), **cols))
+    atomic_savez(path, dict(config=np.array(json.dumps(config)), keys=np.array(keys, dtype=str), **cols))
 
 
 def build_library(
@@ -456,6 +458,7 @@ def grasp_verts(hand: HandModel, lib: GraspLibrary, idx) -> torch.Tensor:
 
 __all__ = [
     "DEFAULT_PATH",
+    "atomic_savez",
     "GRASP_TYPES",
     "GraspFilters",
     "GraspLibrary",

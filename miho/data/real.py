@@ -36,7 +36,6 @@ Dataset facts used here (from the datasets' own documentation):
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -354,9 +353,9 @@ def save_converted(path, samples: dict, objects: dict) -> None:
                   object_names=np.array(sorted(objects), dtype=str))  # fmt: skip
     for i, name in enumerate(sorted(objects)):
         arrays[f"object_{i}_verts"], arrays[f"object_{i}_faces"] = objects[name]
-    tmp = f"{path}.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    from miho.data.grasps import atomic_savez
+
+    atomic_savez(path, arrays)
 
 
 class ConvertedHO(torch.utils.data.Dataset):

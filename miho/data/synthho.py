@@ -37,7 +37,7 @@ import torch
 from miho import cpf
 from miho.anchors import hand_regions
 from miho.data import render as rnd
-from miho.data.grasps import GraspLibrary, load_library
+from miho.data.grasps import GraspLibrary, atomic_savez, load_library
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 
@@ -194,10 +194,7 @@ class SynthHO(torch.utils.data.Dataset):
         mesh = (obj.verts.double().numpy(), obj.faces.numpy(), obj.normals.double().numpy())
         img = rnd.render(geo["surface"], mesh, camera, app)
         if path:
-            os.makedirs(self.cache_dir, exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp.npz"
-            np.savez_compressed(tmp, **img)
-            os.replace(tmp, path)
+            atomic_savez(path, img)
         return img
 
     def __getitem__(self, i: int) -> dict:
