@@ -24,8 +24,8 @@ def bench_hand(batch: int = 256, device: str = "cpu", repeats: int = 20, warmup:
     """
     hand = load_hand(device=device)
     regions = hand_regions(hand)
-    g = torch.Generator().manual_seed(0)
-    pose = (0.3 * torch.randn(batch, 16, 3, generator=g)).to(device).requires_grad_(True)
+    g = torch.Generator("cpu").manual_seed(0)
+    pose = (0.3 * torch.randn(batch, 16, 3, generator=g, device=g.device)).to(device).requires_grad_(True)
     shape = torch.zeros(batch, hand.num_shape, device=device, requires_grad=True)
     trans = torch.zeros(batch, 3, device=device, requires_grad=True)
     times = []
@@ -49,21 +49,26 @@ def geo_scene(batch: int, device: str = "cpu", seed: int = 0):
     from miho.mesh import Meshes, cylinder
 
     hand = load_hand(device=device)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator("cpu").manual_seed(seed)
     v, f = cylinder(0.03, 0.12, segments=48, rings=36)  # 2066 vertices
     objs = Meshes.from_list([(v + torch.tensor([-0.05, 0.085, 0.0]), f)] * batch, device=device)
-    pose = (curl_pose(hand.to("cpu"), 0.3) + 0.05 * torch.randn(batch, 16, 3, generator=g)).to(device)
-    trans = (0.004 * torch.randn(batch, 3, generator=g)).to(device)
+    pose = (curl_pose(hand.to("cpu"), 0.3) + 0.05 * torch.randn(batch, 16, 3, generator=g, device=g.device)).to(device)
+    trans = (0.004 * torch.randn(batch, 3, generator=g, device=g.device)).to(device)
     with torch.no_grad():
         near = hand(pose, trans=trans + torch.tensor([-0.006, 0.0, 0.0], device=device))
     field = cpf.annotate(near.vertices, objs.verts, hand_regions(hand), objs.vert_mask)
     return hand, pose, trans, objs, field
 
 
-def bench_geo(batch: int, device: str = "cpu", iterations: int = 20, loop: bool = False) -> tuple[float, float]:
+def bench_geo(
+    batch: int, device: str = "cpu", iterations: int = 20, loop: bool = False, loop_samples: int = 16
+) -> tuple[float, float]:
     """Seconds per GeO iteration for a batch (CPF contact, hand-object mode), and peak GPU
-    memory in GiB (0 on the CPU). With ``loop`` the samples are optimised one at a time, as the
-    official code does, and the time is that of the whole loop per iteration."""
+    memory in GiB (0 on the CPU).
+
+    With ``loop`` the samples are optimised one at a time, as the official code does: the first
+    ``min(batch, loop_samples)`` of them are timed and the per-iteration time of the whole loop is
+    that time scaled to ``batch`` samples (every sample of the scene costs the same)."""
     from miho import geo
 
     hand, pose, trans, objs, field = geo_scene(batch, device)
@@ -73,12 +78,15 @@ def bench_geo(batch: int, device: str = "cpu", iterations: int = 20, loop: bool 
     _sync(device)
     t0 = time.perf_counter()
     if loop:
-        for i in range(batch):
+        timed = min(batch, loop_samples)
+        for i in range(timed):
             geo.optimize(hand, pose[i : i + 1], objs[i], field[i], trans=trans[i : i + 1], iterations=iterations)
     else:
         geo.optimize(hand, pose, objs, field, trans=trans, iterations=iterations)
     _sync(device)
     dt = (time.perf_counter() - t0) / iterations
+    if loop:
+        dt *= batch / timed
     peak = torch.cuda.max_memory_allocated() / 2**30 if str(device).startswith("cuda") else 0.0
     return dt, peak
 
@@ -100,20 +108,24 @@ def bench_recovery(repeats: int = 8, device: str = "cpu", iterations: int = 400,
     return rec, time.perf_counter() - t0
 
 
-def bench_siv(batch: int = 32, device: str = "cpu", resolution: int = 80) -> float:
+def bench_siv(batch: int = 32, device: str = "cpu", resolution: int = 80) -> tuple[float, float]:
     """Samples per second of the solid intersection volume at ``resolution``^3 (GeO's scene:
-    posed hands against cylinders of 2066 vertices, some intersecting)."""
+    posed hands against cylinders of 2066 vertices, some intersecting), and peak GPU memory in
+    GiB (0 on the CPU)."""
     from miho import metrics
 
     hand, pose, trans, objs, _ = geo_scene(batch, device)
     with torch.no_grad():
         cv, cf = hand.closed(hand(pose, trans=trans + torch.tensor([0.01, 0.0, 0.0], device=device)).vertices)
     metrics.solid_intersection_volume(cv[:1], cf, objs[0], resolution=resolution)  # warm-up
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     _sync(device)
     t0 = time.perf_counter()
     metrics.solid_intersection_volume(cv, cf, objs, resolution=resolution)
     _sync(device)
-    return batch / (time.perf_counter() - t0)
+    rate = batch / (time.perf_counter() - t0)
+    return rate, torch.cuda.max_memory_allocated() / 2**30 if str(device).startswith("cuda") else 0.0
 
 
 def _render_share(args) -> tuple[int, float]:

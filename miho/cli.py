@@ -43,8 +43,9 @@ def _bench(args) -> None:
         )
         return
     if args.what == "siv":
-        rate = bench_siv(args.batch, args.device, args.resolution)
-        print(f"SIV at {args.resolution}^3: batch {args.batch}, {where}: {rate:.0f} samples/s")
+        rate, peak = bench_siv(args.batch, args.device, args.resolution)
+        print(f"SIV at {args.resolution}^3: batch {args.batch}, {where}: {rate:.0f} samples/s"
+              + (f", peak GPU memory {peak:.2f} GiB" if args.device.startswith("cuda") else ""))  # fmt: skip
         return
     if args.what == "render":
         images, samples = bench_render(args.batch, args.workers)
@@ -76,8 +77,8 @@ def _bench(args) -> None:
     print("|---|---|---|---|---|")
     for b in (int(x) for x in args.batches.split(",")):
         for loop in (False, True) if args.loop else (False,):
-            t, peak = bench_geo(b, args.device, args.iterations, loop=loop)
-            name = f"{b} (one at a time)" if loop else str(b)
+            t, peak = bench_geo(b, args.device, args.iterations, loop=loop, loop_samples=args.loop_samples)
+            name = f"{b} (one at a time, {min(b, args.loop_samples)} timed)" if loop else str(b)
             print(f"| {name} | {t * 1e3:.1f} | {t / b * 1e3:.2f} | {400 * t:.1f} | {peak:.2f} |", flush=True)
 
 
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--batches", default="1,8,32", help="GeO batch sizes, comma separated")
     bench.add_argument("--iterations", type=int, default=20, help="GeO iterations timed")
     bench.add_argument("--loop", action="store_true", help="also time a sample-at-a-time loop")
+    bench.add_argument("--loop-samples", type=int, default=16, help="samples the loop times (scaled to the batch)")
     bench.add_argument("--resolution", type=int, default=80, help="SIV voxels per axis")
     bench.add_argument("--perturbations", type=int, default=8, help="recovery: perturbations per grasp (x4 grasps)")
     bench.add_argument("--geo-iterations", type=int, default=400, help="GeO iterations (recovery, synth)")

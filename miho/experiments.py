@@ -33,8 +33,8 @@ def perturb_hands(
     """
     _check("pose", pose, (None, 16, 3))
     B = pose.shape[0]
-    g = generator or torch.Generator().manual_seed(0)
-    f = dict(dtype=pose.dtype)
+    g = generator or torch.Generator("cpu").manual_seed(0)
+    f = dict(dtype=pose.dtype, device=g.device)
     with torch.no_grad():
         palm = hand(pose, trans=trans).vertices.mean(1)
     m = objects.vert_mask[..., None]
@@ -87,7 +87,7 @@ def recovery_experiment(
     objects = Meshes(*(t.repeat_interleave(repeats, 0) for t in (objects.verts, objects.faces, objects.vert_mask,
                                                                    objects.face_mask)))  # fmt: skip
     gt_pose, gt_trans = gt_pose.repeat_interleave(repeats, 0), gt_trans.repeat_interleave(repeats, 0)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator("cpu").manual_seed(seed)
     pose, trans = perturb_hands(hand, gt_pose, gt_trans, objects, generator=g)
     with torch.no_grad():
         truth = hand(gt_pose, trans=gt_trans).vertices

@@ -91,6 +91,29 @@ class Meshes:
         B = self.batch
         return torch.gather(self.verts, 1, self.faces.reshape(B, -1, 1).expand(-1, -1, 3)).reshape(B, -1, 3, 3)
 
+    def closed(self) -> torch.Tensor:
+        """(B,) bool: is each mesh closed and consistently oriented once vertices with identical
+        coordinates are merged (:func:`weld`, then :func:`is_closed`), for the whole batch at
+        once. A mesh without faces is not closed."""
+        B, N = self.verts.shape[:2]
+        dev = self.verts.device
+        sample = torch.arange(B, device=dev).repeat_interleave(N)[:, None].to(self.verts.dtype)
+        ids = row_ids(torch.cat((sample, self.verts.reshape(-1, 3)), 1))
+        f = torch.gather(ids.view(B, N), 1, self.faces.reshape(B, -1)).view(B, -1, 3)  # welded, batch-unique
+        keep = self.face_mask & (f[..., 0] != f[..., 1]) & (f[..., 1] != f[..., 2]) & (f[..., 2] != f[..., 0])
+        owner = torch.arange(B, device=dev)[:, None].expand_as(keep)[keep].repeat(3)
+        f = f[keep]
+        e = torch.cat((f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]))
+        key, rev = e[:, 0] * (B * N) + e[:, 1], e[:, 1] * (B * N) + e[:, 0]
+        open_ = torch.zeros(B, dtype=torch.bool, device=dev)
+        if key.numel():
+            key_sorted, order = torch.sort(key)
+            repeated = key_sorted[1:] == key_sorted[:-1]
+            open_[owner[order[1:][repeated]]] = True
+            pos = torch.searchsorted(key_sorted, rev).clamp(max=key.numel() - 1)
+            open_[owner[key_sorted[pos] != rev]] = True
+        return keep.any(1) & ~open_
+
     def with_verts(self, verts: torch.Tensor) -> "Meshes":
         """The same topology with new (B, N, 3) vertices (e.g. after a rigid motion)."""
         return Meshes(verts, self.faces, self.vert_mask, self.face_mask)
@@ -106,12 +129,27 @@ class Meshes:
         return Meshes(self.verts[idx], self.faces[idx], self.vert_mask[idx], self.face_mask[idx])
 
 
+def row_ids(rows: torch.Tensor) -> torch.Tensor:
+    """(M,) long: the same id for equal rows of ``rows`` (M, K), ids 0.. in lexicographic order of
+    the rows (``torch.unique(rows, dim=0, return_inverse=True)[1]``, by K stable 1-D sorts,
+    several times faster)."""
+    order = torch.arange(rows.shape[0], device=rows.device)
+    for c in range(rows.shape[1] - 1, -1, -1):
+        order = order[torch.argsort(rows[order, c], stable=True)]
+    s = rows[order]
+    new = torch.ones(rows.shape[0], dtype=torch.long, device=rows.device)
+    new[1:] = (s[1:] != s[:-1]).any(1)
+    ids = torch.empty_like(order)
+    ids[order] = torch.cumsum(new, 0) - 1
+    return ids
+
+
 def weld(verts: torch.Tensor, faces: torch.Tensor, tol: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The same surface with vertices closer than ``tol`` metres (0: identical coordinates, e.g.
     duplicated along texture seams) merged, collapsed faces dropped and unused vertices removed:
     (V', 3) vertices and (F', 3) faces."""
     key = torch.round(verts.double() / tol).long() if tol > 0 else verts
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)
+    inverse = row_ids(key)
     first = torch.full((int(inverse.max()) + 1,), len(verts), dtype=torch.long, device=verts.device)
     first = first.scatter_reduce(0, inverse, torch.arange(len(verts), device=verts.device), reduce="amin")
     f = inverse[faces]

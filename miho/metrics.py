@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from miho.geometry import point_triangle_distance, winding_number
-from miho.mesh import Meshes, is_closed, weld
+from miho.mesh import Meshes, is_closed
 
 _M_TO_MM = 1000.0
 _M3_TO_CM3 = 1e6
@@ -208,85 +208,100 @@ def _orient(s: torch.Tensor, t: torch.Tensor, px: torch.Tensor, py: torch.Tensor
     return (t[..., 0] - s[..., 0]) * (py - s[..., 1]) - (t[..., 1] - s[..., 1]) * (px - s[..., 0])
 
 
+def _before(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(...,) bool: point a comes before point b in lexicographic (x, y, z) order (..., 3)."""
+    ax, ay, az = a.unbind(-1)
+    bx, by, bz = b.unbind(-1)
+    return (ax < bx) | ((ax == bx) & ((ay < by) | ((ay == by) & (az < bz))))
+
+
 def column_crossings(
-    verts: torch.Tensor,
-    faces: torch.Tensor,
+    tris: torch.Tensor,
     lo: torch.Tensor,
     step: torch.Tensor,
-    start: tuple[int, int, int],
+    start: torch.Tensor,
     size: tuple[int, int, int],
+    face_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Integer winding number of a closed triangle mesh at the centres of a regular voxel grid,
-    counted as signed surface crossings along +z columns (scanline voxelisation).
+    """Integer winding numbers of closed triangle meshes at the centres of regular voxel grids,
+    counted as signed surface crossings along +z columns (scanline voxelisation), for a batch.
 
-    Voxel (i, j, k) of the full grid has centre ``lo + (index + 0.5) * step``; this evaluates the
-    block ``start + [0, size)``. Each triangle is rasterised onto the columns whose (x, y)
-    centres its xy projection covers; the crossing height is interpolated, and the crossing adds
-    +1 (entering, face normal towards -z) or -1 to every voxel of the column above it. Columns
-    through a shared edge or vertex are counted once: edge functions are evaluated in a
-    canonical vertex order (exactly antisymmetric) and ties go by the top-left rule. Faces seen
-    edge-on contribute nothing. O(F + covered columns + voxels).
+    Voxel (i, j, k) of sample b's grid has centre ``lo[b] + (index + 0.5) * step[b]``; this
+    evaluates the block ``start[b] + [0, size)`` of every sample. Each triangle is rasterised onto
+    the columns whose (x, y) centres its xy projection covers; the crossing height is
+    interpolated, and the crossing adds +1 (entering, face normal towards -z) or -1 to every voxel
+    of the column above it. Columns through a shared edge or vertex are counted once: edge
+    functions are evaluated from the edge's lexicographically first end (exactly antisymmetric
+    between the two faces of an edge, also when they do not share vertex ids, e.g. along texture
+    seams) and ties go by the top-left rule. Faces seen edge-on contribute nothing.
+    O(faces + covered columns + voxels).
 
     Args:
-        verts: (V, 3) metres. faces: (F, 3) long, a closed (watertight) mesh, either orientation.
-        lo: (3,) grid origin. step: (3,) voxel size per axis. start, size: the block, in voxels.
+        tris: (B, F, 3, 3) triangle corners, metres (:meth:`miho.mesh.Meshes.triangles`), each
+            sample a closed (watertight) surface, either orientation.
+        lo, step: (B, 3) grid origins and voxel sizes per axis. start: (B, 3) long, each block's
+            first voxel. size: the common block size (nx, ny, nz), in voxels.
+        face_mask: (B, F) bool, False for padded faces, or None (all real).
 
     Returns:
-        (size_x, size_y, size_z) int32 winding numbers (+1 inside an outward closed mesh).
+        (B, nx, ny, nz) int32 winding numbers (+1 inside an outward closed mesh).
     """
+    B, F = tris.shape[:2]
     nx, ny, nz = size
-    dev = verts.device
-    out = torch.zeros(nx * ny, nz + 1, dtype=torch.int32, device=dev)
-    if min(size) <= 0 or faces.shape[0] == 0:
-        return out[:, :nz].reshape(nx, ny, nz)
-    tri = verts[faces]  # (F, 3, 3)
+    dev, dt = tris.device, tris.dtype
+    out = torch.zeros(B * nx * ny, nz + 1, dtype=torch.int32, device=dev)
+    if min(size) <= 0 or F == 0:
+        return out[:, :nz].reshape(B, nx, ny, nz)
+    tri = tris.reshape(-1, 3, 3)
+    owner = torch.arange(B, device=dev).repeat_interleave(F)
     area = _orient(tri[:, 0], tri[:, 1], tri[:, 2, 0], tri[:, 2, 1])
     sigma = torch.sign(area)
     keep = sigma != 0
-    tri, fids, sigma, area = tri[keep], faces[keep], sigma[keep], area[keep]
+    if face_mask is not None:
+        keep &= face_mask.reshape(-1)
+    tri, owner, sigma, area = tri[keep], owner[keep], sigma[keep], area[keep]
     # Column ranges covered by each triangle's xy bounding box (one column of slack each side).
-    x0 = torch.ceil((tri[..., :2].amin(1) - lo[:2]) / step[:2] - 0.5).long() - 1
-    x1 = torch.floor((tri[..., :2].amax(1) - lo[:2]) / step[:2] - 0.5).long() + 1
-    s0 = torch.tensor(start[:2], device=dev)
-    n2 = torch.tensor((nx, ny), device=dev)
-    x0 = (x0 - s0).clamp(min=0)
-    x1 = torch.minimum(x1 - s0, n2 - 1)
+    o_lo, o_step, o_start = lo[owner, :2], step[owner, :2], start[owner, :2]
+    x0 = torch.ceil((tri[..., :2].amin(1) - o_lo) / o_step - 0.5).long() - 1 - o_start
+    x1 = torch.floor((tri[..., :2].amax(1) - o_lo) / o_step - 0.5).long() + 1 - o_start
+    x0 = x0.clamp(min=0)
+    x1 = torch.minimum(x1, torch.tensor((nx - 1, ny - 1), device=dev))
     cnt = (x1 - x0 + 1).clamp_min(0)
     per = cnt[:, 0] * cnt[:, 1]
     total = int(per.sum())
     if total == 0:
-        return out[:, :nz].reshape(nx, ny, nz)
+        return out[:, :nz].reshape(B, nx, ny, nz)
     t_id = torch.repeat_interleave(torch.arange(per.shape[0], device=dev), per, output_size=total)
     local = torch.arange(total, device=dev) - (torch.cumsum(per, 0) - per)[t_id]
     cx = cnt[t_id, 0]
     ix = x0[t_id, 0] + local % cx
     iy = x0[t_id, 1] + local // cx
-    px = lo[0] + ((ix + start[0]).to(lo.dtype) + 0.5) * step[0]
-    py = lo[1] + ((iy + start[1]).to(lo.dtype) + 0.5) * step[1]
-    T, Fv, sg = tri[t_id], fids[t_id], sigma[t_id]
+    b = owner[t_id]
+    px = lo[b, 0] + ((ix + start[b, 0]).to(dt) + 0.5) * step[b, 0]
+    py = lo[b, 1] + ((iy + start[b, 1]).to(dt) + 0.5) * step[b, 1]
+    T, sg = tri[t_id], sigma[t_id]
     inside = torch.ones(total, dtype=torch.bool, device=dev)
     lam = []
     for u, v in ((1, 2), (2, 0), (0, 1)):  # edge opposite corner 0, 1, 2
-        a, b = T[:, u], T[:, v]
-        fwd = Fv[:, u] < Fv[:, v]
-        s_, t_ = torch.where(fwd[:, None], a, b), torch.where(fwd[:, None], b, a)
+        p, q = T[:, u], T[:, v]
+        fwd = _before(p, q)
+        s_, t_ = torch.where(fwd[:, None], p, q), torch.where(fwd[:, None], q, p)
         e = _orient(s_, t_, px, py)
         e = torch.where(fwd, e, -e)  # exactly antisymmetric between the two faces of an edge
-        dx = (b[:, 0] - a[:, 0]) * sg  # edge direction in the counter-clockwise-normalised triangle
-        dy = (b[:, 1] - a[:, 1]) * sg
+        dx = (q[:, 0] - p[:, 0]) * sg  # edge direction in the counter-clockwise-normalised triangle
+        dy = (q[:, 1] - p[:, 1]) * sg
         top_left = (dy < 0) | ((dy == 0) & (dx < 0))
         es = e * sg
         inside &= (es > 0) | ((es == 0) & top_left)
         lam.append(e)
-    ar = area[t_id]
-    z = (lam[0] * T[:, 0, 2] + lam[1] * T[:, 1, 2] + lam[2] * T[:, 2, 2]) / ar
+    z = (lam[0] * T[:, 0, 2] + lam[1] * T[:, 1, 2] + lam[2] * T[:, 2, 2]) / area[t_id]
     # A crossing at height z affects the voxels whose centre lies above it.
-    k = torch.floor((z - lo[2]) / step[2] - 0.5).long() + 1 - start[2]
+    k = torch.floor((z - lo[b, 2]) / step[b, 2] - 0.5).long() + 1 - start[b, 2]
     k = k.clamp(0, nz)
-    col = ix * ny + iy
+    col = (b * nx + ix) * ny + iy
     flat = (col * (nz + 1) + k)[inside]
     out.view(-1).index_add_(0, flat, (-sg[inside]).to(torch.int32))
-    return torch.cumsum(out, 1, dtype=torch.int32)[:, :nz].reshape(nx, ny, nz)
+    return torch.cumsum(out, 1, dtype=torch.int32)[:, :nz].reshape(B, nx, ny, nz)
 
 
 class VoxelCache:
@@ -355,9 +370,10 @@ def solid_intersection_volume(
 
     The object's axis-aligned bounding box is split into ``resolution``^3 voxels (anisotropic
     when the box is); a voxel counts when its centre is inside both the object and the closed
-    hand; SIV is the count times the voxel volume. Only voxels of the object grid that fall in
-    the hand's bounding box are looked at, the hand test comes first (cheap), and the object
-    test is then made only for the voxels inside the hand.
+    hand; SIV is the count times the voxel volume. Only the block of each object grid that falls
+    in the hand's bounding box is looked at. The whole batch is voxelised at once (in groups of
+    samples that bound memory); only objects tested by generalised winding number (open meshes,
+    or ``object_inside="winding"``) are then taken one at a time, at the voxels inside the hand.
 
     Args:
         hand_verts: (B, Vh, 3) vertices of a *closed* hand surface, metres (a :class:`HandModel`
@@ -368,8 +384,9 @@ def solid_intersection_volume(
         object_inside: ``"winding"`` (generalised winding number > 1/2 in magnitude: robust to
             holes), ``"crossings"`` (signed ray-crossing count: exact for closed meshes and far
             cheaper) or ``"auto"`` (crossings for closed objects, winding otherwise; for a closed
-            mesh both give the same integer winding number off the surface). Vertices with equal
-            coordinates are merged first, so meshes split along texture seams count as closed.
+            mesh both give the same integer winding number off the surface). Closedness is judged
+            with vertices of equal coordinates merged (:meth:`Meshes.closed`), so meshes split
+            along texture seams count as closed.
         hand_inside: ``"crossings"`` (default; the hand must be closed) or ``"winding"``.
         cache: a :class:`VoxelCache`, True (the module's :data:`DEFAULT_VOXEL_CACHE`) or
             None/False; reuses winding-number voxel states of identical object meshes.
@@ -400,72 +417,66 @@ def solid_intersection_volume(
     # Voxel index range whose centres lie in the hand's box: ceil/floor of (x - lo) / step - 1/2.
     i0 = torch.ceil(((hlo - olo) / step - 0.5).clamp(-1, R + 1)).long().clamp(0, R)
     i1 = torch.floor(((hhi - olo) / step - 0.5).clamp(-2, R + 1)).long().clamp(-1, R - 1)
-    ranges = torch.stack((i0, i1), 1).cpu().tolist()  # one sync for the batch
-    out = torch.zeros(B, dtype=dt, device=dev)
-    for b in range(B):
-        s = tuple(ranges[b][0])
-        n = tuple(ranges[b][1][a] - s[a] + 1 for a in range(3))
-        if min(n) <= 0:
-            if voxels is not None:
-                voxels.append(torch.zeros(0, 3, dtype=dt, device=dev))
-            continue
-        idx = _siv_voxels(hand_verts[b], faces[b], objects, b, olo[b], step[b], s, n, R, object_inside,
-                          hand_inside, cache, chunk)  # fmt: skip
-        out[b] = idx.shape[0]
-        if voxels is not None:
-            voxels.append(olo[b] + ((idx + torch.tensor(s, device=dev)).to(dt) + 0.5) * step[b])
-    return out * step.prod(-1) * _M3_TO_CM3
+    counts = (i1 - i0 + 1).clamp_min(0)  # (B, 3) block size of each sample
+    size = tuple(counts.amax(0).tolist())  # the common block; one sync for the batch
+    if object_inside == "auto":
+        crossing = objects.closed()
+    else:
+        crossing = torch.full((B,), object_inside == "crossings", device=dev)
+    hand_tris = _gather_tris(hand_verts, faces)
+    obj_tris = objects.triangles().to(dt)
+    found = torch.zeros(B, *size, dtype=torch.bool, device=dev)
+    # Samples voxelised together: up to 2^27 voxels on a GPU (memory); 2^21 on the CPU, where
+    # larger groups only fall out of cache (measured: 65 samples/s at 2^21, 53 at 2^24, 80^3, 2 cores).
+    group = max(1, (2**27 if dev.type == "cuda" else 2**21) // max(1, size[0] * size[1] * size[2]))
+    axes = [torch.arange(n, device=dev) for n in size]
+    for g0 in range(0, B, group):
+        g = slice(g0, g0 + group)
+        lo, st, s0 = olo[g], step[g], i0[g]
+        inside = (
+            (axes[0][None, :, None, None] < counts[g, 0, None, None, None])
+            & (axes[1][None, None, :, None] < counts[g, 1, None, None, None])
+            & (axes[2][None, None, None, :] < counts[g, 2, None, None, None])
+        )
+        if hand_inside == "crossings":
+            inside &= column_crossings(hand_tris[g], lo, st, s0, size) != 0
+        else:
+            grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(1, -1, 3)
+            w = winding_number(_centres(grid + s0[:, None], lo[:, None], st[:, None]), hand_tris[g], None, chunk=chunk)
+            inside &= (w.abs() > 0.5).view(-1, *size)
+        obj = column_crossings(obj_tris[g], lo, st, s0, size, objects.face_mask[g]) != 0
+        found[g] = inside & (obj | ~crossing[g, None, None, None])
+    for b in torch.nonzero(~crossing)[:, 0].tolist():  # objects tested by winding number
+        found[b][found[b].clone()] = _winding_voxels(objects, b, torch.nonzero(found[b]) + i0[b], olo[b], step[b],
+                                                     R, cache, chunk)  # fmt: skip
+    out = found.flatten(1).sum(1).to(dt) * step.prod(-1) * _M3_TO_CM3
+    if voxels is not None:
+        idx = torch.nonzero(found)
+        at = idx[:, 0]
+        voxels.extend(torch.split(_centres(idx[:, 1:] + i0[at], olo[at], step[at]), found.flatten(1).sum(1).tolist()))
+    return out
 
 
-def _siv_voxels(hv, hf, objects, b, lo, step, s, n, R, object_inside, hand_inside, cache, chunk) -> torch.Tensor:
-    """(K, 3) indices (relative to the block start ``s``) of the voxels of sample ``b``'s object
-    grid block ``s + [0, n)`` that are inside both the hand and the object."""
-    dev, dt = hv.device, hv.dtype
+def _centres(idx: torch.Tensor, lo: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Centres (..., 3) of the voxels ``idx`` (..., 3) of the grid with origin ``lo`` and voxel size ``step``."""
+    return lo + (idx.to(lo.dtype) + 0.5) * step
+
+
+def _winding_voxels(objects: Meshes, b: int, gidx: torch.Tensor, lo, step, R: int, cache, chunk) -> torch.Tensor:
+    """(K,) bool: are the voxels ``gidx`` (K, 3) of sample ``b``'s object grid inside its object,
+    by generalised winding number; states of voxels already seen come from the cache."""
     ov, of = _real_mesh(objects, b)
-    ov = ov.to(dt)
-    mode = object_inside
-    if mode != "winding":  # crossings need shared edges to share vertex ids
-        ov, of = weld(ov, of)
-        if mode == "auto":
-            mode = "crossings" if is_closed(of) else "winding"
-    start = torch.tensor(s, device=dev)
-    if mode == "crossings" and hand_inside == "crossings":
-        both = (column_crossings(hv, hf, lo, step, s, n) != 0) & (column_crossings(ov, of, lo, step, s, n) != 0)
-        return torch.nonzero(both)
-    # Candidate voxels: inside the hand (cheap crossing test), or the whole block.
-    if hand_inside == "crossings":
-        idx = torch.nonzero(column_crossings(hv, hf, lo, step, s, n) != 0)
-    else:
-        axes = [torch.arange(n[a], device=dev) for a in range(3)]
-        idx = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    if idx.shape[0] == 0:
-        return idx
-    # Object test of the candidates.
-    if mode == "crossings":
-        obj = column_crossings(ov, of, lo, step, s, n) != 0
-        idx = idx[obj[idx[:, 0], idx[:, 1], idx[:, 2]]]
-    else:
-        gidx = idx + start
-        flat = (gidx[:, 0] * R + gidx[:, 1]) * R + gidx[:, 2]
-        states = None
-        if cache is not None:
-            grid = cache.grid(VoxelCache.key(ov, of, R), dev)
-            states = grid[flat]
-            todo = states < 0
-        else:
-            todo = torch.ones(idx.shape[0], dtype=torch.bool, device=dev)
-        pts = lo + ((gidx[todo]).to(dt) + 0.5) * step
-        new = winding_number(pts[None], ov[of][None], None, chunk=chunk)[0].abs() > 0.5
-        if states is None:
-            idx = idx[new]
-        else:
-            grid[flat[todo]] = new.to(torch.int8)
-            states[todo] = new.to(torch.int8)
-            idx = idx[states > 0]
-    if hand_inside == "crossings" or idx.shape[0] == 0:
-        return idx
-    pts = lo + ((idx + start).to(dt) + 0.5) * step
-    return idx[winding_number(pts[None], hv[hf][None], None, chunk=chunk)[0].abs() > 0.5]
+    tris = ov.to(lo.dtype)[of][None]
+    if cache is None:
+        return winding_number(_centres(gidx, lo, step)[None], tris, None, chunk=chunk)[0].abs() > 0.5
+    grid = cache.grid(VoxelCache.key(ov, of, R), lo.device)
+    flat = (gidx[:, 0] * R + gidx[:, 1]) * R + gidx[:, 2]
+    states = grid[flat]
+    todo = states < 0
+    new = winding_number(_centres(gidx[todo], lo, step)[None], tris, None, chunk=chunk)[0].abs() > 0.5
+    grid[flat[todo]] = new.to(torch.int8)
+    states[todo] = new.to(torch.int8)
+    return states > 0
 
 
 # ---------------------------------------------------------------------- one-call evaluation

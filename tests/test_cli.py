@@ -16,6 +16,14 @@ def test_bench_hand(capsys):
     assert "batch 4, cpu" in capsys.readouterr().out
 
 
+def test_bench_geo_and_siv(capsys):
+    main(["bench", "geo", "--batches", "1,3", "--iterations", "2", "--loop", "--loop-samples", "2"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 3")]
+    assert [r.split(" |")[0] for r in rows] == ["| 3", "| 3 (one at a time, 2 timed)"]
+    main(["bench", "siv", "--batch", "2", "--resolution", "16"])
+    assert "SIV at 16^3: batch 2, cpu" in capsys.readouterr().out
+
+
 def test_missing_mano_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MIHO_MANO_DIR", raising=False)
     with pytest.raises(SystemExit, match="MIHO_MANO_DIR"):

@@ -85,3 +85,11 @@ def test_metrics_match_cpu(hand):
     gpu = metrics.evaluate(verts.cuda(), objs.to("cuda"), hand=hand.to("cuda"), resolution=80, voxel_cache=None)
     for k in cpu.columns:
         assert torch.allclose(cpu[k], gpu[k], rtol=1e-3, atol=5e-3), k  # SIV: a few voxels may flip
+    # Open objects (a hole) go to the winding-number test, on the GPU as on the CPU.
+    real = [metrics._real_mesh(objs, b) for b in range(3)]
+    holed = Meshes.from_list([(v, f[5:]) for v, f in real[:2]] + real[2:])
+    cv, cf = hand.closed(verts[:3])
+    assert holed.closed().tolist() == holed.to("cuda").closed().cpu().tolist() == [False, False, True]
+    siv_cpu = metrics.solid_intersection_volume(cv, cf, holed, cache=None)
+    siv_gpu = metrics.solid_intersection_volume(cv.cuda(), cf.cuda(), holed.to("cuda"), cache=None)
+    assert torch.allclose(siv_cpu, siv_gpu.cpu(), rtol=1e-3, atol=5e-3)

@@ -11,7 +11,7 @@ import trimesh
 
 from miho import experiments, grasp
 from miho.hand import load_hand
-from miho.mesh import Meshes, box, cylinder, icosphere, load_obj, subdivide, vertex_normals
+from miho.mesh import Meshes, box, cylinder, icosphere, load_obj, row_ids, subdivide, vertex_normals
 
 
 @pytest.mark.parametrize("shape", [icosphere(0.04, 2), cylinder(0.03, 0.1, 24, 8), box((0.05, 0.03, 0.02), 4)])
@@ -51,6 +51,15 @@ def test_meshes_padding_and_errors():
         Meshes.from_list([(a[0], a[1] + 1000)])
     with pytest.raises(ValueError, match="NaN"):
         Meshes.from_list([(a[0] * float("nan"), a[1])])
+
+
+def test_row_ids_number_equal_rows_like_torch_unique():
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, 3, (500, 4), generator=g).double() * 0.5
+    rows[7] = rows[300]
+    _, want = torch.unique(rows, dim=0, return_inverse=True)
+    assert torch.equal(row_ids(rows), want)
+    assert torch.equal(row_ids(torch.tensor([[0.0, -0.0], [-0.0, 0.0]])), torch.tensor([0, 0]))
 
 
 def test_approach_pose_faces_the_object_without_touching_it():

@@ -20,7 +20,7 @@ import miho.metrics as M
 from miho.anchors import TIP_REGIONS, hand_regions
 from miho.geometry import point_triangle_distance, winding_number
 from miho.hand import load_hand
-from miho.mesh import Meshes, box, icosphere
+from miho.mesh import Meshes, box, icosphere, weld
 
 F64 = torch.float64
 
@@ -221,7 +221,7 @@ def test_siv_box_through_box():
     split = _tm(ov, of)
     split.unmerge_vertices()
     sv, sf = torch.as_tensor(split.vertices), torch.as_tensor(split.faces)
-    assert not M.is_closed(sf) and M.is_closed(M.weld(sv, sf)[1])
+    assert not M.is_closed(sf) and M.is_closed(weld(sv, sf)[1])
     objs = Meshes.from_list([(sv, sf)], dtype=F64)
     for mode in ("auto", "crossings", "winding"):
         got = M.solid_intersection_volume(hv[None], hf, objs, resolution=res, object_inside=mode, cache=None)
@@ -235,7 +235,12 @@ def test_column_crossings_on_grid_aligned_edges(dtype):
     lo, step = torch.full((3,), -1.0, dtype=dtype), torch.full((3,), 0.25, dtype=dtype)  # centres -0.875 + k / 4
     hv, hf = box((1.0, 1.0, 1.0), divisions=4, dtype=dtype)
     hv = hv + torch.tensor([0.125, 0.125, 0.0], dtype=dtype)  # vertices at -0.375 + k / 4
-    w = M.column_crossings(hv, hf, lo, step, (0, 0, 0), (8, 8, 8))
+    start = torch.zeros(1, 3, dtype=torch.long)
+
+    def crossings(faces):
+        return M.column_crossings(hv[faces][None], lo[None], step[None], start, (8, 8, 8))[0]
+
+    w = crossings(hf)
     assert set(w.unique().tolist()) <= {0, 1}
     z_in = torch.zeros(8, dtype=torch.bool)
     z_in[2:6] = True  # centres -0.375 .. 0.375 inside (-0.5, 0.5)
@@ -246,7 +251,7 @@ def test_column_crossings_on_grid_aligned_edges(dtype):
         assert torch.equal(w[i, j], z_in.to(w.dtype)) or not w[i, j].any()
     assert not w[:2].any() and not w[7:].any() and not w[:, :2].any() and not w[:, 7:].any()
     # Flipped faces: -1 inside (the metric takes the nonzero rule).
-    assert torch.equal(M.column_crossings(hv, hf[:, [0, 2, 1]], lo, step, (0, 0, 0), (8, 8, 8)), -w)
+    assert torch.equal(crossings(hf[:, [0, 2, 1]]), -w)
 
 
 def test_siv_cache_is_reused(monkeypatch):
@@ -309,6 +314,54 @@ def test_batched_equals_single_and_padding_does_not_leak():
         )
         assert dd[i].item() == pytest.approx(M.disjointedness(hands[i : i + 1], tip, one).item(), abs=1e-4)
     assert torch.allclose(sivw, siv) and (pd > 0).all() and (siv > 0).all()
+
+
+def test_closedness_of_a_batch_matches_welding_each_mesh():
+    sv, sf = icosphere(0.03, 1)
+    split = _tm(*box((0.04, 0.04, 0.04), divisions=2))
+    split.unmerge_vertices()  # closed once welded
+    flipped = sf.clone()
+    flipped[0] = flipped[0, [0, 2, 1]]  # one face against its neighbours
+    meshes = [
+        (sv, sf),
+        (torch.as_tensor(split.vertices, dtype=torch.float32), torch.as_tensor(split.faces)),
+        (sv, sf[1:]),  # a hole
+        (sv, flipped),
+        (sv, torch.cat((sf, sf[:1]))),  # a face twice
+        (sv + 0.1, sf),
+    ]
+    batch = Meshes.from_list(meshes)
+    want = [M.is_closed(weld(v, f)[1]) for v, f in meshes]
+    assert want == [True, True, False, False, False, True]
+    assert batch.closed().tolist() == want
+
+
+def test_siv_batch_mixing_closed_and_open_objects_equals_each_alone():
+    """Open objects go to the winding-number test, closed ones to crossings, in one batch whose
+    hands cover blocks of different sizes; the intersecting voxels drawn are those counted."""
+    (v1, f1), (v2, f2) = _overlapping_spheres(sub=2, dtype=F64)
+    v2 = v2 - v2.mean(0) + torch.tensor([0.0, 0.0, 0.05], dtype=F64)  # the hand comes from +z
+    hands = torch.stack((v2, v2, 0.7 * v2 - 0.003, v2 + 0.2))  # the last misses
+    # A hole of 3 faces on the far side, under the columns through the lens: a crossing count
+    # would miss their entry and lose those columns; winding numbers see through the hole.
+    holed = f1[(v1[f1].mean(1) - v2.mean(0)).norm(dim=-1).argsort()[:-3]]
+    objs = [(v1, f1), (v1, holed), (v1 * 1.2, f1), (v1, holed)]  # open: 1 and 3
+    batch = Meshes.from_list(objs, dtype=F64)
+    assert batch.closed().tolist() == [True, False, True, False]
+    voxels = []
+    siv = M.solid_intersection_volume(hands, f2, batch, resolution=24, cache=M.VoxelCache(), voxels=voxels)
+    step3 = [float(((v.amax(0) - v.amin(0)) / 24).prod()) * 1e6 for v, _ in objs]
+    for i, (v, f) in enumerate(objs):
+        one = M.solid_intersection_volume(hands[i : i + 1], f2, Meshes.from_list([(v, f)], dtype=F64),
+                                          resolution=24, cache=None)  # fmt: skip
+        assert siv[i].item() == pytest.approx(one.item(), rel=1e-9), i
+        assert voxels[i].shape == (round(siv[i].item() / step3[i]), 3)
+    assert (siv[:3] > 0).all() and siv[3] == 0
+    assert siv[1].item() == pytest.approx(siv[0].item(), rel=0.01)
+    inside_both = (winding_number(voxels[0][None], v2[f2][None])[0].abs() > 0.5) & (
+        winding_number(voxels[0][None], v1[f1][None])[0].abs() > 0.5
+    )
+    assert inside_both.all()
 
 
 def test_bad_input_raises():

@@ -95,10 +95,10 @@ def bounding_cuboid(verts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
 
 def _jitter(d: torch.Tensor, angle: float, g: torch.Generator) -> torch.Tensor:
     """Unit vectors (N, 3) tilted from ``d`` by up to ``angle`` radians in a random direction."""
-    side = torch.randn(d.shape, generator=g, dtype=d.dtype)
+    side = torch.randn(d.shape, generator=g, device=g.device, dtype=d.dtype)
     side = side - (side * d).sum(-1, keepdim=True) * d
     side = side / side.norm(dim=-1, keepdim=True)
-    t = angle * torch.rand(d.shape[0], 1, generator=g, dtype=d.dtype)
+    t = angle * torch.rand(d.shape[0], 1, generator=g, device=g.device, dtype=d.dtype)
     return torch.cos(t) * d + torch.sin(t) * side
 
 
@@ -109,18 +109,18 @@ def candidate_start(verts: torch.Tensor, num_shape: int, settings: SynthesisSett
     Returns a dict of approach (3,) and fingers (3,) unit vectors, roll () radians, kind ()
     index into :data:`GRASP_TYPES`, shape (S,) and gravity (3,) a unit direction.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator("cpu").manual_seed(seed)
     axes, _, _ = bounding_cuboid(verts.double())
-    face = int(torch.randint(0, 6, (), generator=g))
+    face = int(torch.randint(0, 6, (), generator=g, device=g.device))
     axis, sign = face // 2, 1.0 - 2.0 * (face % 2)
-    kind = int(torch.randint(0, len(GRASP_TYPES), (), generator=g))
+    kind = int(torch.randint(0, len(GRASP_TYPES), (), generator=g, device=g.device))
     across = list(GRASP_TYPES.values())[kind]["across"]
     longer, shorter = [a for a in range(3) if a != axis]  # in-face axes, longer first
-    flip = 1.0 - 2.0 * float(torch.randint(0, 2, (), generator=g))
+    flip = 1.0 - 2.0 * float(torch.randint(0, 2, (), generator=g, device=g.device))
     approach = _jitter(sign * axes[:, axis][None], settings.approach_jitter, g)[0]
-    roll = settings.roll_jitter * (2 * float(torch.rand((), generator=g, dtype=torch.float64)) - 1)
-    shape = settings.shape_range * (2 * torch.rand(num_shape, generator=g, dtype=torch.float64) - 1)
-    gravity = torch.randn(3, generator=g, dtype=torch.float64)
+    roll = settings.roll_jitter * (2 * float(torch.rand((), generator=g, device=g.device, dtype=torch.float64)) - 1)
+    shape = settings.shape_range * (2 * torch.rand(num_shape, generator=g, device=g.device, dtype=torch.float64) - 1)
+    gravity = torch.randn(3, generator=g, device=g.device, dtype=torch.float64)
     return dict(approach=approach, fingers=flip * axes[:, shorter if across else longer],
                 roll=torch.tensor(roll, dtype=torch.float64), kind=torch.tensor(kind), shape=shape,
                 gravity=gravity / gravity.norm())  # fmt: skip

@@ -59,14 +59,14 @@ def _seed(*parts) -> int:
 
 
 def _random_rotation(g: torch.Generator, max_angle: float) -> torch.Tensor:
-    axis = torch.randn(3, generator=g, dtype=torch.float64)
-    angle = max_angle * torch.rand((), generator=g, dtype=torch.float64)
+    axis = torch.randn(3, generator=g, device=g.device, dtype=torch.float64)
+    angle = max_angle * torch.rand((), generator=g, device=g.device, dtype=torch.float64)
     return axis_angle_to_matrix(axis / axis.norm() * angle)
 
 
 def _random_offset(g: torch.Generator, mean: float, std: float) -> torch.Tensor:
-    d = torch.randn(3, generator=g, dtype=torch.float64)
-    return d / d.norm() * (mean + std * torch.randn((), generator=g, dtype=torch.float64))
+    d = torch.randn(3, generator=g, device=g.device, dtype=torch.float64)
+    return d / d.norm() * (mean + std * torch.randn((), generator=g, device=g.device, dtype=torch.float64))
 
 
 def default_cache_dir() -> str:
@@ -234,11 +234,11 @@ class SynthHO(torch.utils.data.Dataset):
         )  # fmt: skip
         if self.disturb is not None:
             d = self.disturb
-            gen = torch.Generator().manual_seed(_seed("disturb", self.seed, g, view))
+            gen = torch.Generator("cpu").manual_seed(_seed("disturb", self.seed, g, view))
             Rh = _random_rotation(gen, d.max_angle)
             noisy = pose.clone()
             noisy[0] = matrix_to_axis_angle(Rh @ axis_angle_to_matrix(pose[0]))
-            noisy[1:] += d.joint_std * torch.randn(15, 3, generator=gen, dtype=torch.float64)
+            noisy[1:] += d.joint_std * torch.randn(15, 3, generator=gen, device=gen.device, dtype=torch.float64)
             s["hand_pose_noisy"] = noisy.to(f32)  # turned about the root joint, which trans leaves in place
             s["hand_trans_noisy"] = (trans + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)
             Ro = _random_rotation(gen, d.max_angle)
