@@ -128,6 +128,16 @@ def bench_siv(batch: int = 32, device: str = "cpu", resolution: int = 80) -> tup
     return rate, torch.cuda.max_memory_allocated() / 2**30 if str(device).startswith("cuda") else 0.0
 
 
+def ablation_batch(samples: int = 32, seed: int = 0) -> tuple[object, dict]:
+    """``samples`` disturbed held-out SynthHO grasps (one view each, spread evenly over the test
+    split, :class:`~miho.data.synthho.Disturbance` defaults) as a collated batch, and the dataset."""
+    from miho.data.synthho import Disturbance, SynthHO, collate
+
+    ds = SynthHO("test", views=1, images=False, disturb=Disturbance(), seed=seed)
+    idx = torch.linspace(0, len(ds) - 1, min(samples, len(ds))).round().long().tolist()
+    return ds, collate([ds[i] for i in idx])
+
+
 def _render_share(args) -> tuple[int, float]:
     """Render samples ``start::step`` of a SynthHO (images only); returns (count, seconds)."""
     from miho.data.synthho import SynthHO

@@ -1,7 +1,7 @@
 """The ``miho`` command.
 
 miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
-miho bench hand|geo|recovery|siv [...]                time a hot path (see --help)
+miho bench hand|geo|recovery|siv|render|synth|ablation   time a hot path, run an experiment (--help)
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
 miho synth objects [--random-objects 300]            prepare and list the object library
 miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
@@ -60,6 +60,21 @@ def _bench(args) -> None:
             f"grasp synthesis, {args.batch} candidates, {args.geo_iterations} GeO iterations, {where}: {t:.1f} s "
             f"({args.batch / t:.2f} candidates/s), {accepted} accepted"
         )
+        return
+    if args.what == "ablation":
+        from miho import experiments
+        from miho.bench import ablation_batch
+        from miho.viz.tables import markdown_table
+
+        ds, batch = ablation_batch(args.batch)
+        sweep = experiments.k_rpl_settings([k for k in experiments.K_RPL_SWEEP if k != 1e-3])
+        study = experiments.ablation_study(ds.hand.to(args.device), batch, {**experiments.ABLATIONS, **sweep},
+                                           iterations=args.geo_iterations, resolution=args.resolution)  # fmt: skip
+        print(f"GeO ablations (paper Tables 2, 3, 5) driven by the ground-truth CPF: {len(study.start)} disturbed "
+              f"held-out SynthHO grasps, hand-object mode, {args.geo_iterations} iterations, {where}; "
+              f"CPF (full) has k_rpl = 1.0e-03")  # fmt: skip
+        heads = ["setting", "HE (mm)", "OE (mm)", "PD (mm)", "SIV (cm^3)", "DD (mm)", "ms / iteration / sample"]
+        print(markdown_table(heads, [tuple("-" if x is None else x for x in r) for r in study.rows()]))
         return
     if args.what == "recovery":
         rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)
@@ -135,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="time a hot path")
-    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv", "render", "synth"])
+    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation"])
     bench.add_argument("--batch", type=int, default=256)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")

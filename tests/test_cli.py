@@ -24,6 +24,14 @@ def test_bench_geo_and_siv(capsys):
     assert "SIV at 16^3: batch 2, cpu" in capsys.readouterr().out
 
 
+def test_bench_ablation_prints_the_tables_rows(capsys):
+    main(["bench", "ablation", "--batch", "2", "--geo-iterations", "2", "--resolution", "8"])
+    rows = [r.split(" | ")[0] for r in capsys.readouterr().out.splitlines() if r.startswith("| ")]
+    assert rows[1:7] == ["| ground truth", "| disturbed start", "| CPF (full)", "| vanilla contact", "| ObMan contact",
+                         "| CPF without E_rpl"]  # fmt: skip
+    assert rows[7:] == [f"| k_rpl = {k}" for k in ("2.0e-04", "6.0e-04", "1.4e-03", "2.0e-03", "4.0e-03", "8.0e-03")]
+
+
 def test_missing_mano_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MIHO_MANO_DIR", raising=False)
     with pytest.raises(SystemExit, match="MIHO_MANO_DIR"):

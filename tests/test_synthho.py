@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from miho import cpf
+from miho import cpf, experiments
 from miho.anchors import hand_regions
 from miho.data import grasps as G
 from miho.data import render as R
@@ -262,14 +262,20 @@ def test_samples_are_deterministic_and_cached(dataset):
 
 
 def test_disturbance_matches_its_settings(dataset):
-    angles, offsets = [], []
+    angles, offsets, shifts = [], [], []
     for i in range(0, min(len(dataset), 60)):
         s = dataset[i] if i < 2 else _geometry_only(dataset, i)
         Rn = s["obj_rot_noisy"] @ s["obj_rot"].T
         angles.append(math.acos(max(-1.0, min(1.0, (float(torch.trace(Rn)) - 1) / 2))))
         offsets.append(float((s["hand_trans_noisy"] - s["hand_trans"]).norm()))
+        # The object turns about its own centre (its frame's origin), which moves by the offset alone.
+        shifts.append(float((s["obj_trans_noisy"] - s["obj_trans"]).norm()))
+        if i < 3:  # the disturbed object of the GeO ablation: its own vertices at the disturbed pose
+            own = dataset.objects[s["obj_name"]].verts
+            want = own @ s["obj_rot_noisy"].T + s["obj_trans_noisy"]
+            assert torch.allclose(experiments.disturbed_objects(collate([s])).verts[0], want, atol=1e-6)
     assert max(angles) <= math.pi / 24 + 1e-4
-    assert 0.006 < np.mean(offsets) < 0.014  # N(10 mm, 5 mm) lengths
+    assert 0.006 < np.mean(offsets) < 0.014 and 0.006 < np.mean(shifts) < 0.014  # N(10 mm, 5 mm) lengths
 
 
 def _geometry_only(dataset, i):
@@ -295,3 +301,24 @@ def test_bad_arguments_are_named(lib):
     with pytest.raises(ValueError, match="views"):
         SynthHO("train", views=0, library=lib)
     assert object_split(lib.split("test").object[0], lib) == "test"
+
+
+def test_ablation_study_reproduces_the_repulsion_trends(dataset, hand):
+    """GeO from disturbed grasps driven by the true field: without E_rpl the hands sink deeper
+    (paper Table 3), a stiff k_rpl keeps them out and farther (Table 5); the start is scored
+    against the truth as the rigid motions of the object say."""
+    batch = collate([_geometry_only(dataset, i) for i in (0, 5, 11)])
+    settings = {"full": {}, "no E_rpl": dict(repulsion="none"), "stiff": dict(k_rpl=8e-3)}
+    study = experiments.ablation_study(hand, batch, settings, iterations=60, resolution=24)
+    assert (study.truth["HE"] == 0).all() and (study.truth["OE"] == 0).all()
+    for b, name in enumerate(batch["obj_name"]):  # OE of the start: the object's own vertices at both poses
+        own = dataset.objects[name].verts.double()
+        rot, rot_n = batch["obj_rot"][b].double(), batch["obj_rot_noisy"][b].double()
+        moved = own @ (rot_n - rot).T + (batch["obj_trans_noisy"][b] - batch["obj_trans"][b]).double()
+        assert study.start["OE"][b].item() == pytest.approx(1000 * moved.norm(dim=-1).mean().item(), abs=1e-3)
+    full, free, stiff = (study.runs[k].mean() for k in settings)
+    assert free["SIV"] > full["SIV"] and free["PD"] > full["PD"]
+    assert stiff["SIV"] <= full["SIV"] and stiff["DD"] > full["DD"]
+    assert [r[0] for r in study.rows()] == ["ground truth", "disturbed start", *settings]
+    with pytest.raises(ValueError, match="disturb=Disturbance"):
+        experiments.ablation_study(hand, {k: v for k, v in batch.items() if "noisy" not in k}, settings)

@@ -243,7 +243,7 @@ class SynthHO(torch.utils.data.Dataset):
             s["hand_trans_noisy"] = (trans + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)
             Ro = _random_rotation(gen, d.max_angle)
             s["obj_rot_noisy"] = (Ro @ R).to(f32)
-            s["obj_trans_noisy"] = (Ro @ t + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)
+            s["obj_trans_noisy"] = (t + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)  # about its centre
         if self.images:
             img = self._image(g, view, geo, cam)
             s["image"] = torch.from_numpy(img["rgb"]).permute(2, 0, 1).to(f32) / 255

@@ -48,3 +48,39 @@ def comparison_figure(hand_faces, obj_faces, hands: dict, obj_verts, titles=None
     figs = [plot.figure([plot.mesh_trace(h, hand_faces, name=name), plot.mesh_trace(obj_verts, obj_faces,
             color="#6baed6", name="object", opacity=0.85)]) for name, h in hands.items()]  # fmt: skip
     return plot.side_by_side(figs, titles or list(hands), height=420)
+
+
+def ablation_figure(study, metrics=("HE", "OE", "PD", "SIV", "DD")):
+    """One panel per metric, a bar per setting (means over the batch; the ground truth and the
+    disturbed start as dashed reference lines) of a :class:`miho.experiments.Ablation`."""
+    from plotly.subplots import make_subplots
+
+    units = study.start.units
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[f"{m} ({units[m]})" for m in metrics])
+    names = list(study.runs)
+    for c, m in enumerate(metrics, start=1):
+        y = [study.runs[n].mean()[m] for n in names]
+        fig.add_trace(go.Bar(x=names, y=y, marker_color="#4c78a8", showlegend=False, name=m), row=1, col=c)
+        for ref, dash in ((study.start, "dash"), (study.truth, "dot")):
+            fig.add_hline(y=ref.mean()[m], line_dash=dash, line_color="#888888", row=1, col=c)
+    fig.update_xaxes(tickangle=45)
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10),
+                      title="means over the batch (dashed: disturbed start, dotted: ground truth)")  # fmt: skip
+    return fig
+
+
+def k_rpl_figure(study, metrics=("HE", "PD", "SIV", "DD")):
+    """Table 5 as curves: each metric's mean against k_rpl (log axis) for the runs of a
+    :class:`miho.experiments.Ablation` made with :func:`miho.experiments.k_rpl_settings`."""
+    from plotly.subplots import make_subplots
+
+    runs = {float(name.split("=")[1]): t for name, t in study.runs.items() if name.startswith("k_rpl")}
+    ks = sorted(runs)
+    units = study.start.units
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[f"{m} ({units[m]})" for m in metrics])
+    for c, m in enumerate(metrics, start=1):
+        fig.add_trace(go.Scatter(x=ks, y=[runs[k].mean()[m] for k in ks], mode="lines+markers", showlegend=False),
+                      row=1, col=c)  # fmt: skip
+        fig.update_xaxes(type="log", title_text="k_rpl", row=1, col=c)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
