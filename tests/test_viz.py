@@ -102,3 +102,23 @@ def test_widgets_build_and_draw(hand, regions):
 
 def test_markdown_table():
     assert markdown_table(["a", "b"], [(1, 0.123)]) == "| a | b |\n|---|---|\n| 1 | 0.12 |"
+
+
+def test_ablation_figures_show_each_setting_and_the_k_rpl_curve():
+    from miho.experiments import Ablation
+    from miho.metrics import MetricTable
+    from miho.viz import geo_figures as gf
+
+    def table(x):
+        cols = {m: torch.tensor([x, x + 2.0], dtype=torch.float64) for m in ("HE", "OE", "PD", "SIV", "DD")}
+        return MetricTable(cols, {m: "cm^3" if m == "SIV" else "mm" for m in cols})
+
+    runs = {"CPF (full)": table(1.0), "k_rpl = 8.0e-03": table(3.0), "k_rpl = 2.0e-04": table(5.0)}
+    study = Ablation(table(0.0), table(10.0), runs, {k: 1.0 for k in runs})
+    fig = gf.ablation_figure(study)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 5 and list(bars[0].x) == list(runs) and list(bars[3].y) == [2.0, 4.0, 6.0]  # SIV means
+    assert {s.y0 for s in fig.layout.shapes} == {1.0, 11.0}  # the truth and start means
+    curve = gf.k_rpl_figure(study)
+    assert list(curve.data[0].x) == [2e-4, 8e-3] and list(curve.data[0].y) == [6.0, 4.0]  # HE, sorted by k_rpl
+    assert curve.layout.xaxis.type == "log"
