@@ -1,8 +1,11 @@
 """Experiments shared by the book, the tests and the benchmarks: perturb ground-truth grasps the
-way a coarse estimate would be wrong, refine them with GeO, and score before and after."""
+way a coarse estimate would be wrong, refine them with GeO, and score before and after
+(:func:`recovery_experiment`); the paper's fitting-stage ablations, Tables 2, 3 and 5
+(:func:`ablation_study`)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -176,8 +179,6 @@ def ablation_study(
         settings: name -> :class:`miho.geo.GeOConfig` overrides.
         iterations, resolution: GeO iterations; SIV voxels per axis.
     """
-    import time
-
     missing = {"hand_pose_noisy", "obj_rot_noisy", "vc", "obj_faces"} - set(batch)
     if missing:
         raise ValueError(f"the batch lacks {sorted(missing)}: make it from a SynthHO with disturb=Disturbance()")
