@@ -64,7 +64,6 @@ def _bench(args) -> None:
     if args.what == "ablation":
         from miho import experiments
         from miho.bench import ablation_batch
-        from miho.viz.tables import markdown_table
 
         ds, batch = ablation_batch(args.batch)
         sweep = experiments.k_rpl_settings([k for k in experiments.K_RPL_SWEEP if k != 1e-3])
@@ -73,8 +72,7 @@ def _bench(args) -> None:
         print(f"GeO ablations (paper Tables 2, 3, 5) driven by the ground-truth CPF: {len(study.start)} disturbed "
               f"held-out SynthHO grasps, hand-object mode, {args.geo_iterations} iterations, {where}; "
               f"CPF (full) has k_rpl = 1.0e-03")  # fmt: skip
-        heads = ["setting", "HE (mm)", "OE (mm)", "PD (mm)", "SIV (cm^3)", "DD (mm)", "ms / iteration / sample"]
-        print(markdown_table(heads, [tuple("-" if x is None else x for x in r) for r in study.rows()]))
+        print(study.to_markdown())
         return
     if args.what == "recovery":
         rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)

@@ -145,6 +145,14 @@ class Ablation:
         ]
         return out
 
+    def to_markdown(self) -> str:
+        """:meth:`rows` as a Markdown table, units in the headers ("-": no time)."""
+        from miho.viz.tables import markdown_table
+
+        cols = ("HE", "OE", "PD", "SIV", "DD")
+        heads = ["setting", *(f"{c} ({self.start.units[c]})" for c in cols), "ms / iteration / sample"]
+        return markdown_table(heads, [tuple("-" if x is None else x for x in r) for r in self.rows(cols)])
+
 
 def disturbed_objects(batch: dict) -> Meshes:
     """The objects of a :func:`miho.data.synthho.collate` batch moved to their disturbed pose:

@@ -320,5 +320,7 @@ def test_ablation_study_reproduces_the_repulsion_trends(dataset, hand):
     assert free["SIV"] > full["SIV"] and free["PD"] > full["PD"]
     assert stiff["SIV"] <= full["SIV"] and stiff["DD"] > full["DD"]
     assert [r[0] for r in study.rows()] == ["ground truth", "disturbed start", *settings]
+    lines = study.to_markdown().splitlines()
+    assert lines[0].startswith("| setting | HE (mm) | OE (mm) | PD (mm) | SIV (cm^3) | DD (mm)") and len(lines) == 7
     with pytest.raises(ValueError, match="disturb=Disturbance"):
         experiments.ablation_study(hand, {k: v for k, v in batch.items() if "noisy" not in k}, settings)
