@@ -30,7 +30,9 @@ import math
 
 import torch
 
-from miho.hand.model import FINGER_JOINTS, JOINTS21_ORDER, NUM_JOINTS, HandModel, _check
+from miho.checks import check_tensor
+from miho.hand.model import FINGER_JOINTS, JOINTS21_ORDER, NUM_JOINTS, HandModel
+from miho.optim import BatchAdam
 
 #: Index of each MANO joint (0-15) in the 21-joint order, and of each fingertip (16-20).
 _POS21 = {j: i for i, j in enumerate(JOINTS21_ORDER)}
@@ -103,7 +105,7 @@ def frames(joints21: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, 16, 3, 3) frames in MANO joint order, columns (twist, splay, bend).
     """
-    _check("joints21", joints21, (None, 21, 3))
+    check_tensor("joints21", joints21, (None, 21, 3))
     if up.dim() == 2:
         up = up[:, None].expand(-1, NUM_JOINTS, -1)
     twist = joints21[:, _JOINT21] - joints21[:, _CHILD21]
@@ -145,13 +147,13 @@ def decompose(pose: torch.Tensor, rest: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def angles(pose: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
     """(B, 16, 3) pose -> (B, 15, 3) (twist, splay, bend) angle components in radians."""
-    _check("pose", pose, (None, NUM_JOINTS, 3))
+    check_tensor("pose", pose, (None, NUM_JOINTS, 3))
     return (rest[:, 1:].transpose(-1, -2) @ pose[:, 1:, :, None])[..., 0]
 
 
 def compose(tsb: torch.Tensor, rest: torch.Tensor, wrist: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 15, 3) (twist, splay, bend) angles (+ optional (B, 3) wrist axis-angle) -> (B, 16, 3) pose."""
-    _check("tsb", tsb, (None, NUM_JOINTS - 1, 3))
+    check_tensor("tsb", tsb, (None, NUM_JOINTS - 1, 3))
     joints = (rest[:, 1:] @ tsb[..., None])[..., 0]
     if wrist is None:
         wrist = torch.zeros_like(joints[:, 0])
@@ -192,16 +194,15 @@ def fit_to_joints(
         pose (B, 16, 3) and a dict with ``trans`` (B, 3), ``joint_error`` (B,) mean joint
         distance in metres and ``anat`` (B,) final L_anat.
     """
-    _check("target", target, (None, 21, 3))
+    check_tensor("target", target, (None, 21, 3))
     B = target.shape[0]
     rest = rest_frames(hand, shape)
     pose = torch.zeros(B, NUM_JOINTS, 3, dtype=hand.dtype, device=hand.device)
     pose[:, 1:] = 1e-3  # away from 0, where the axis of a rotation is undefined
     pose.requires_grad_(True)
     trans = (target[:, 0] - hand.joints[0]).detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([pose, trans], lr=lr)
+    opt = BatchAdam([pose, trans], [1.0, 1.0], torch.full((B,), lr, dtype=hand.dtype, device=hand.device))
     for _ in range(steps):
-        opt.zero_grad()
         out = hand(pose, shape, trans)
         data = ((out.joints21 - target) ** 2).sum(-1).mean(-1)
         loss = (data / 1e-4 + anat_weight * anatomical_loss(pose, rest, limits)).sum()

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 import torch
 
 from miho import amano
+from miho.checks import check_tensor
 from miho.geometry import ray_triangle_hits
-from miho.hand.model import FINGER_JOINTS, JOINTS21_ORDER, HandModel, _check
+from miho.hand.model import FINGER_JOINTS, JOINTS21_ORDER, HandModel
 
 NUM_REGIONS = 17
 PALM, CARPAL = 15, 16
@@ -80,7 +81,7 @@ class HandRegions:
 
 def anchor_positions(vertices: torch.Tensor, faces: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """(B, V, 3) vertices, (A, 3) triangles, (A, 2) weights -> (B, A, 3) anchors."""
-    _check("vertices", vertices, (None, None, 3))
+    check_tensor("vertices", vertices, (None, None, 3))
     v0, v1, v2 = (vertices[:, faces[:, k]] for k in range(3))
     w1, w2 = weights[:, 0, None], weights[:, 1, None]
     return v0 + w1 * (v1 - v0) + w2 * (v2 - v0)

@@ -95,13 +95,13 @@ def bench_recovery(repeats: int = 8, device: str = "cpu", iterations: int = 400,
     """The recovery experiment on 4 synthesised ground-truth grasps x ``repeats`` perturbations
     (32 pairs by default): returns the :class:`miho.experiments.Recovery` and the GeO seconds.
 
-    The objects are the cylinder, ball, box and can of :func:`miho.grasp.example_objects`; the
+    The objects are the cylinder, ball, box and can of :func:`miho.synthesis.example_objects`; the
     mug is left out because its synthesised "ground truth" already sinks about 4 mm into the
     mug's thick wall (PD 4 mm, SIV 8 cm^3), which no refinement towards it can lower."""
-    from miho import experiments, grasp
+    from miho import experiments, synthesis
 
     hand = load_hand(device=device)
-    objects, pose, trans = grasp.example_grasps(hand, names=("cylinder", "ball", "box", "can"))
+    objects, pose, trans = synthesis.example_grasps(hand, names=("cylinder", "ball", "box", "can"))
     t0 = time.perf_counter()
     rec = experiments.recovery_experiment(hand, objects, pose, trans, repeats=repeats, resolution=resolution,
                                           iterations=iterations)  # fmt: skip

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from miho.anchors import NUM_REGIONS, HandRegions
-from miho.hand.model import _check
+from miho.checks import check_tensor
 
 T_VC = 0.8  # vertex-contact threshold of Algorithm 1
 K_RPL = 1e-3  # repulsive spring elasticity (paper)
@@ -57,8 +57,8 @@ class CPF:
             if self.cr.shape[-1] != NUM_REGIONS:
                 raise ValueError(f"cr probabilities must have shape (B, N, {NUM_REGIONS}), got {tuple(self.cr.shape)}")
             self.cr = self.cr.argmax(-1)
-        _check("vc", self.vc, (None, None))
-        _check("ae", self.ae, tuple(self.vc.shape))
+        check_tensor("vc", self.vc, (None, None))
+        check_tensor("ae", self.ae, tuple(self.vc.shape))
         if self.cr.shape != self.vc.shape:
             raise ValueError(f"cr must have shape {tuple(self.vc.shape)}, got {tuple(self.cr.shape)}")
 
@@ -193,8 +193,8 @@ def annotate(
     Returns:
         :class:`CPF` with vc in {0, 1}, cr the weighted-mode region (-1 off contact) and ae.
     """
-    _check("hand_verts", hand_verts, (None, None, 3))
-    _check("obj_verts", obj_verts, (hand_verts.shape[0], None, 3))
+    check_tensor("hand_verts", hand_verts, (None, None, 3))
+    check_tensor("obj_verts", obj_verts, (hand_verts.shape[0], None, 3))
     palm = regions.palm_side.nonzero()[:, 0]
     idx, dist = nearest_hand_vertices(hand_verts[:, palm], obj_verts, k)
     close = dist < s

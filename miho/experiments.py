@@ -12,7 +12,8 @@ import torch
 
 from miho import cpf, geo, metrics
 from miho.anchors import hand_regions
-from miho.hand.model import HandModel, _check
+from miho.checks import check_tensor
+from miho.hand.model import HandModel
 from miho.mesh import Meshes
 
 
@@ -34,7 +35,7 @@ def perturb_hands(
     Returns:
         pose (B, 16, 3), trans (B, 3).
     """
-    _check("pose", pose, (None, 16, 3))
+    check_tensor("pose", pose, (None, 16, 3))
     B = pose.shape[0]
     g = generator or torch.Generator("cpu").manual_seed(0)
     f = dict(dtype=pose.dtype, device=g.device)

@@ -45,9 +45,11 @@ from tqdm.auto import tqdm
 from miho import amano
 from miho import cpf as cpf_mod
 from miho.anchors import PALM, TIP_REGIONS, hand_regions
+from miho.checks import check_tensor
 from miho.geometry import nearest_vertex, nearest_vertex_inside, winding_number
-from miho.hand.model import HandModel, _check
+from miho.hand.model import HandModel
 from miho.mesh import Meshes, vertex_normals
+from miho.optim import BatchAdam, BatchPlateau
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 
@@ -146,50 +148,6 @@ class GeOResult:
     trajectory: dict = field(default_factory=dict)
 
 
-class BatchAdam:
-    """Adam whose learning rate is a per-sample (B,) tensor; every parameter has batch dim 0."""
-
-    def __init__(self, params: list[torch.Tensor], scales: list[float], lr: torch.Tensor,
-                 betas=(0.9, 0.999), eps=1e-8) -> None:  # fmt: skip
-        self.params, self.scales, self.lr = params, scales, lr
-        self.betas, self.eps, self.t = betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        for p, s, m, v in zip(self.params, self.scales, self.m, self.v):
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            step = (m / (1 - b1**self.t)) / ((v / (1 - b2**self.t)).sqrt() + self.eps)
-            p.sub_(step * (self.lr * s).reshape(-1, *[1] * (p.dim() - 1)))
-            p.grad = None
-
-
-class BatchPlateau:
-    """ReduceLROnPlateau (mode min, relative threshold) for each sample of a batch."""
-
-    def __init__(self, lr: torch.Tensor, factor: float, patience: int, threshold: float, min_lr: float,
-                 frozen: torch.Tensor | None = None) -> None:  # fmt: skip
-        self.lr, self.factor, self.patience, self.threshold, self.min_lr = lr, factor, patience, threshold, min_lr
-        self.frozen = torch.zeros_like(lr, dtype=torch.bool) if frozen is None else frozen  # lr stays 0
-        self.best = torch.full_like(lr, float("inf"))
-        self.bad = torch.zeros_like(lr, dtype=torch.long)
-
-    @torch.no_grad()
-    def step(self, loss: torch.Tensor) -> None:
-        better = loss < self.best * (1 - self.threshold)
-        self.best = torch.where(better, loss, self.best)
-        self.bad = torch.where(better, torch.zeros_like(self.bad), self.bad + 1)
-        reduce = self.bad > self.patience
-        new = torch.where(reduce, (self.lr * self.factor).clamp_min(self.min_lr), self.lr)
-        self.lr.copy_(torch.where(self.frozen, torch.zeros_like(new), new))
-        self.bad = torch.where(reduce, torch.zeros_like(self.bad), self.bad)
-
-
 def _anchor_weights(region: torch.Tensor, cfg: GeOConfig) -> torch.Tensor:
     tip = torch.isin(region, torch.tensor(TIP_REGIONS, device=region.device))
     return torch.where(tip, cfg.tip_anchor_weight, cfg.other_anchor_weight)
@@ -254,18 +212,18 @@ def optimize(
     if overrides:
         cfg = GeOConfig(**{**cfg.__dict__, **overrides})
     B = pose.shape[0]
-    _check("pose", pose, (B, 16, 3))
+    check_tensor("pose", pose, (B, 16, 3))
     if objects.batch != B:
         raise ValueError(f"objects has batch {objects.batch}, pose has batch {B}")
-    _check("object vertices", objects.verts, (B, None, 3))
+    check_tensor("object vertices", objects.verts, (B, None, 3))
     if cfg.contact == "cpf" and cpf is None:
         raise ValueError("contact='cpf' needs a CPF (cpf=...)")
     dev, dt = hand.device, hand.dtype
     pose = pose.to(dev, dt)
     shape = torch.zeros(B, hand.num_shape, device=dev, dtype=dt) if shape is None else shape.to(dev, dt).expand(B, -1)
     trans = torch.zeros(B, 3, device=dev, dtype=dt) if trans is None else trans.to(dev, dt).expand(B, -1)
-    _check("shape", shape, (B, hand.num_shape))
-    _check("trans", trans, (B, 3))
+    check_tensor("shape", shape, (B, hand.num_shape))
+    check_tensor("trans", trans, (B, 3))
     objects = objects.to(dev, dt)
     regions = hand_regions(hand)
     rest = amano.rest_frames(hand, shape)

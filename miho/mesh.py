@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from miho.hand.model import _check
+from miho.checks import check_tensor
 
 
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, face_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,7 +49,7 @@ class Meshes:
 
     def __post_init__(self) -> None:
         B = self.verts.shape[0]
-        _check("verts", self.verts, (B, None, 3))
+        check_tensor("verts", self.verts, (B, None, 3))
         if self.faces.dim() != 3 or self.faces.shape[0] != B or self.faces.shape[2] != 3:
             raise ValueError(f"faces must have shape (B={B}, F, 3), got {tuple(self.faces.shape)}")
         if self.vert_mask.shape != self.verts.shape[:2] or self.face_mask.shape != self.faces.shape[:2]:
@@ -63,7 +63,7 @@ class Meshes:
         vs = [torch.as_tensor(v, dtype=dtype, device=device) for v, _ in meshes]
         fs = [torch.as_tensor(f, dtype=torch.long, device=device) for _, f in meshes]
         for i, (v, f) in enumerate(zip(vs, fs)):
-            _check(f"mesh {i} vertices", v, (None, 3))
+            check_tensor(f"mesh {i} vertices", v, (None, 3))
             if f.dim() != 2 or f.shape[1] != 3 or f.numel() == 0:
                 raise ValueError(f"mesh {i} faces must have shape (F, 3) with F > 0, got {tuple(f.shape)}")
             if int(f.min()) < 0 or int(f.max()) >= v.shape[0]:
@@ -90,6 +90,15 @@ class Meshes:
         """(B, F, 3, 3) corner positions of every face (padding: three copies of vertex 0)."""
         B = self.batch
         return torch.gather(self.verts, 1, self.faces.reshape(B, -1, 1).expand(-1, -1, 3)).reshape(B, -1, 3, 3)
+
+    def signed_volumes(self) -> torch.Tensor:
+        """(B,) enclosed volume of each mesh, m^3, signed by orientation (divergence theorem over
+        the real faces): positive when the faces are counter-clockwise seen from outside (normals
+        point out), negative when they face inwards. Exact for closed meshes."""
+        centre = (self.verts * self.vert_mask[..., None]).sum(1) / self.vert_mask.sum(1, keepdim=True).clamp_min(1)
+        t = self.triangles() - centre[:, None, None]
+        v = (t[:, :, 0] * torch.linalg.cross(t[:, :, 1], t[:, :, 2], dim=-1)).sum(-1) / 6
+        return (v * self.face_mask).sum(1)
 
     def closed(self) -> torch.Tensor:
         """(B,) bool: is each mesh closed and consistently oriented once vertices with identical

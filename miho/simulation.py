@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from miho import files
+
 
 @dataclass(frozen=True)
 class SimSettings:
@@ -172,16 +174,10 @@ def decompose(verts: np.ndarray, faces: np.ndarray, settings: SimSettings, cache
     with tempfile.TemporaryDirectory(prefix="miho-vhacd-") as tmp:
         src = os.path.join(tmp, "in.obj")
         _write_obj(src, verts, faces)
-        fd, part = tempfile.mkstemp(prefix=out.stem + ".", suffix=".part.obj", dir=cache)
-        os.close(fd)
-        try:
+        with files.atomic_write(out, suffix=".obj") as part:
             _vhacd(src, part, os.path.join(tmp, "vhacd.log"), settings)
             if os.path.getsize(part) == 0:
                 raise RuntimeError("VHACD produced an empty decomposition")
-            os.replace(part, out)  # atomic on POSIX
-        finally:
-            if os.path.exists(part):
-                os.unlink(part)
     return str(out)
 
 
@@ -273,10 +269,9 @@ def _run(fn, jobs: list, pool: cf.Executor | None, bar=None) -> list:
     return out
 
 
-def default_cache_dir() -> str:
-    """``$MIHO_CACHE/vhacd`` when set, else ``~/.cache/miho/vhacd``."""
-    root = os.environ.get("MIHO_CACHE")
-    return os.path.join(root, "vhacd") if root else os.path.join(os.path.expanduser("~"), ".cache", "miho", "vhacd")
+def vhacd_cache_dir() -> Path:
+    """Where convex decompositions are cached: ``$MIHO_CACHE/vhacd`` (:func:`miho.files.cache_dir`)."""
+    return files.cache_dir("vhacd")
 
 
 def simulation_displacement(
@@ -302,7 +297,7 @@ def simulation_displacement(
         gravity: (3,) or (B, 3) gravity vector(s), m/s^2; None: ``settings.gravity``.
         settings: :class:`SimSettings` (default: the protocol's values).
         workers: worker processes (default min(cpu count, B)); 1 runs in this process.
-        cache_dir: VHACD cache folder (default :func:`default_cache_dir`).
+        cache_dir: VHACD cache folder (default ``$MIHO_CACHE/vhacd``, see :func:`miho.files.cache_dir`).
         progress: show a tqdm bar when there are more than 4 samples.
         start_method: multiprocessing start method of the pool ("spawn" is safe everywhere;
             "fork" starts faster on Linux when no threads or GPU are in use).
@@ -328,7 +323,7 @@ def simulation_displacement(
     if g.shape != (B, 3) or not np.isfinite(g).all():
         raise ValueError(f"gravity must be finite with shape (3,) or ({B}, 3), got {g.shape}")
     workers = max(1, min(os.cpu_count() or 1, B) if workers is None else int(workers))
-    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    cache_dir = vhacd_cache_dir() if cache_dir is None else cache_dir
     bar = None
     if progress and B > 4:
         from tqdm.auto import tqdm
@@ -364,7 +359,6 @@ __all__ = [
     "SimSettings",
     "centre_of_mass",
     "decompose",
-    "default_cache_dir",
     "mesh_key",
     "quiet_stdout",
     "simulate_one",
@@ -380,7 +374,7 @@ def simulation_trace(hand_verts, hand_faces, obj_verts, obj_faces, gravity=None,
     settings = settings or SimSettings()
     hv, hf = _as_numpy(hand_verts, np.float64), _as_numpy(hand_faces, np.int64)
     ov, of = _as_numpy(obj_verts, np.float64), _as_numpy(obj_faces, np.int64)
-    path = decompose(ov, of, settings, default_cache_dir() if cache_dir is None else cache_dir)
+    path = decompose(ov, of, settings, vhacd_cache_dir() if cache_dir is None else cache_dir)
     trace: list = []
     g = np.asarray(settings.gravity if gravity is None else _as_numpy(gravity, np.float64), dtype=np.float64)
     simulate_one(hv, hf, path, centre_of_mass(ov, of), g, settings, trace=trace)

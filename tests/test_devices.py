@@ -13,9 +13,9 @@ import torch
 from miho import cpf, experiments, geo, metrics
 from miho.amano import curl_pose, fit_to_joints
 from miho.anchors import hand_regions
-from miho.grasp import approach_pose, synthesize
 from miho.hand import load_hand
 from miho.mesh import Meshes, cylinder, icosphere
+from miho.synthesis import approach_pose, synthesize
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from miho import cpf as C
-from miho import geo
+from miho import geo, optim
 from miho.amano import curl_pose
 from miho.anchors import hand_regions
 from miho.hand import load_hand
@@ -43,7 +43,7 @@ def test_batch_adam_matches_torch_adam():
     target = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
     lrs = torch.tensor([1e-2, 3e-2, 1e-3], dtype=torch.float64)
     p = torch.zeros(3, 4, 2, dtype=torch.float64, requires_grad=True)
-    opt = geo.BatchAdam([p], [0.5], lrs.clone())
+    opt = optim.BatchAdam([p], [0.5], lrs.clone())
     refs = [torch.zeros(4, 2, dtype=torch.float64, requires_grad=True) for _ in range(3)]
     topts = [torch.optim.Adam([r], lr=float(lr) * 0.5) for r, lr in zip(refs, lrs)]
     for _ in range(25):
@@ -64,7 +64,7 @@ def test_batch_plateau_matches_torch_scheduler():
         [1.0 / (1 + t) if t < 30 else 0.5 for t in range(100)],
     ]
     lr = torch.full((3,), 1e-2, dtype=torch.float64)
-    ours = geo.BatchPlateau(lr, factor=0.5, patience=20, threshold=1e-4, min_lr=1e-5)
+    ours = optim.BatchPlateau(lr, factor=0.5, patience=20, threshold=1e-4, min_lr=1e-5)
     for s, seq in enumerate(seqs):
         p = torch.zeros(1, requires_grad=True)
         opt = torch.optim.SGD([p], lr=1e-2)
@@ -181,10 +181,10 @@ def test_recovers_perturbed_ground_truth_grasps():
     """Acceptance (small): from a 10-20 mm perturbation of ground-truth grasps, GeO driven by the
     ground-truth CPF lowers PD and SIV and brings the hand vertex error below the start's
     (>= 90 % of the batch; the benchmark `miho bench recovery` runs 32 pairs)."""
-    from miho import experiments, grasp
+    from miho import experiments, synthesis
 
     hand = load_hand()
-    objects, pose, trans = grasp.example_grasps(hand, names=("cylinder", "ball"), iterations=150)
+    objects, pose, trans = synthesis.example_grasps(hand, names=("cylinder", "ball"), iterations=150)
     rec = experiments.recovery_experiment(hand, objects, pose, trans, repeats=2, resolution=32, iterations=150)
     assert rec.success().float().mean() >= 0.9, (rec.before.to_markdown(True), rec.after.to_markdown(True))
     assert (rec.after["HE"] < rec.before["HE"]).all()

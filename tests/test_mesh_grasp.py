@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from miho import experiments, grasp
+from miho import experiments, synthesis
 from miho.hand import load_hand
 from miho.mesh import Meshes, box, cylinder, icosphere, load_obj, row_ids, subdivide, vertex_normals
 
@@ -64,11 +64,11 @@ def test_row_ids_number_equal_rows_like_torch_unique():
 
 def test_approach_pose_faces_the_object_without_touching_it():
     hand = load_hand()
-    objs = Meshes.from_list([grasp.example_objects()["cylinder"], grasp.example_objects()["ball"]])
+    objs = Meshes.from_list([synthesis.example_objects()["cylinder"], synthesis.example_objects()["ball"]])
     approach = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    pose, trans = grasp.approach_pose(hand, objs, approach, torch.tensor([1.5708, 0.0]))
+    pose, trans = synthesis.approach_pose(hand, objs, approach, torch.tensor([1.5708, 0.0]))
     out = hand(pose, trans=trans)
-    centre, normal, _ = grasp.palm_frame(hand)
+    centre, normal, _ = synthesis.palm_frame(hand)
     for b in range(2):
         n = int(objs.vert_mask[b].sum())
         mesh = trimesh.Trimesh(objs.verts[b, :n].numpy(), objs.faces[b, : int(objs.face_mask[b].sum())].numpy())
@@ -79,8 +79,8 @@ def test_approach_pose_faces_the_object_without_touching_it():
 
 def test_perturbation_magnitude_and_direction():
     hand = load_hand()
-    objs = Meshes.from_list([grasp.example_objects()["cylinder"]] * 64)
-    pose, trans = grasp.approach_pose(hand, objs[:1], torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([0.0]))
+    objs = Meshes.from_list([synthesis.example_objects()["cylinder"]] * 64)
+    pose, trans = synthesis.approach_pose(hand, objs[:1], torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([0.0]))
     pose, trans = pose.expand(64, -1, -1), trans.expand(64, -1)
     p2, t2 = experiments.perturb_hands(hand, pose, trans, objs, cone=0.5, generator=torch.Generator().manual_seed(0))
     d = (t2 - trans).norm(dim=-1)

@@ -7,7 +7,7 @@ import torch
 import trimesh
 
 from miho.data import objects as O
-from miho.grasp import example_objects
+from miho.synthesis import example_objects
 
 
 @pytest.fixture(scope="module")

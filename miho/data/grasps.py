@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -34,10 +33,11 @@ import torch
 
 from miho import geo, metrics
 from miho.anchors import TIP_REGIONS, hand_regions
+from miho.files import atomic_savez
 from miho.geometry import point_triangle_distance
-from miho.grasp import approach_pose
 from miho.hand.model import HandModel
 from miho.mesh import Meshes
+from miho.synthesis import approach_pose
 
 #: Grasp types: starting curl (fraction of the bend limits), palm-surface gap (m), and whether
 #: the fingers run across the cuboid face's longer side (wrapping around it) or along it.
@@ -293,22 +293,6 @@ class GraspLibrary:
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "grasps.npz")
 
 
-def atomic_savez(path, arrays: dict) -> None:
-    """``np.savez_compressed`` to ``path`` through a temporary file in the same folder and a rename,
-    so a reader never sees a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_library(lib: GraspLibrary, path: str = DEFAULT_PATH) -> None:
     """Write ``lib`` atomically as a compressed ``.npz`` (float32 tensors, names as strings)."""
     atomic_savez(path, dict(object=np.array(lib.object, dtype=str), kind=np.array(lib.kind, dtype=str),
@@ -458,7 +442,6 @@ def grasp_verts(hand: HandModel, lib: GraspLibrary, idx) -> torch.Tensor:
 
 __all__ = [
     "DEFAULT_PATH",
-    "atomic_savez",
     "GRASP_TYPES",
     "GraspFilters",
     "GraspLibrary",

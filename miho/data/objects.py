@@ -53,10 +53,10 @@ class ObjectMesh:
     def convex_decomposition(self, cache_dir=None) -> str:
         """Path of the object's VHACD decomposition (an OBJ of convex parts), computed once and
         cached under its content hash (:func:`miho.simulation.decompose`; needs pybullet)."""
-        from miho.simulation import SimSettings, decompose, default_cache_dir
+        from miho.simulation import SimSettings, decompose, vhacd_cache_dir
 
         return decompose(self.verts.double().numpy(), self.faces.numpy(), SimSettings(),
-                         default_cache_dir() if cache_dir is None else cache_dir)  # fmt: skip
+                         vhacd_cache_dir() if cache_dir is None else cache_dir)  # fmt: skip
 
 
 def _volume_and_centroid(verts: torch.Tensor, faces: torch.Tensor):

@@ -353,7 +353,7 @@ def save_converted(path, samples: dict, objects: dict) -> None:
                   object_names=np.array(sorted(objects), dtype=str))  # fmt: skip
     for i, name in enumerate(sorted(objects)):
         arrays[f"object_{i}_verts"], arrays[f"object_{i}_faces"] = objects[name]
-    from miho.data.grasps import atomic_savez
+    from miho.files import atomic_savez
 
     atomic_savez(path, arrays)
 

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from miho import cpf
+from miho import cpf, files
 from miho.anchors import hand_regions
 from miho.data import render as rnd
-from miho.data.grasps import GraspLibrary, atomic_savez, load_library
+from miho.data.grasps import GraspLibrary, load_library
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 
@@ -69,12 +69,6 @@ def _random_offset(g: torch.Generator, mean: float, std: float) -> torch.Tensor:
     return d / d.norm() * (mean + std * torch.randn((), generator=g, device=g.device, dtype=torch.float64))
 
 
-def default_cache_dir() -> str:
-    """``$MIHO_CACHE/images`` when set, else ``~/.cache/miho/images``."""
-    root = os.environ.get("MIHO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "miho")
-    return os.path.join(root, "images")
-
-
 class SynthHO(torch.utils.data.Dataset):
     """(grasp, view) samples of the grasp library (see the module docstring).
 
@@ -85,7 +79,8 @@ class SynthHO(torch.utils.data.Dataset):
             :class:`~miho.data.objects.ObjectMesh` (default: rebuilt from the library's names).
         library: a :class:`GraspLibrary` (default: the committed one).
         images: render images (else only geometry, fast). size: image side, pixels.
-        cache_dir: image cache (default :func:`default_cache_dir`; None in ``cache=False``).
+        cache_dir: image cache (default ``$MIHO_CACHE/images``, :func:`miho.files.cache_dir`;
+            None when ``cache=False``).
         disturb: a :class:`Disturbance` to add noisy poses, or None.
         val_fraction: fraction of the training objects used for validation.
     """
@@ -109,7 +104,7 @@ class SynthHO(torch.utils.data.Dataset):
                 raise ValueError(f"object {name!r} has hash {self.objects[name].hash}, the grasp library was made "
                                  f"on {h}: rebuild the library (`miho synth grasps`)")  # fmt: skip
         self.split, self.views, self.seed, self.images, self.size = split, views, seed, images, size
-        self.cache_dir = (cache_dir or default_cache_dir()) if cache else None
+        self.cache_dir = (cache_dir or str(files.cache_dir("images"))) if cache else None
         self.disturb = disturb
         self.regions = hand_regions(self.hand)
         self._hand64 = self.hand.to(dtype=torch.float64)
@@ -194,7 +189,7 @@ class SynthHO(torch.utils.data.Dataset):
         mesh = (obj.verts.double().numpy(), obj.faces.numpy(), obj.normals.double().numpy())
         img = rnd.render(geo["surface"], mesh, camera, app)
         if path:
-            atomic_savez(path, img)
+            files.atomic_savez(path, img)
         return img
 
     def __getitem__(self, i: int) -> dict:
@@ -293,4 +288,4 @@ def collate(samples: list[dict]) -> dict:
     return out
 
 
-__all__ = ["Disturbance", "SynthHO", "collate", "default_cache_dir", "library_objects", "object_split"]
+__all__ = ["Disturbance", "SynthHO", "collate", "library_objects", "object_split"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from miho.checks import check_tensor
 from miho.rotations import axis_angle_to_matrix, rigid
 
 NUM_JOINTS = 16
@@ -78,17 +79,6 @@ class HandOutput:
     transforms: torch.Tensor
     rest_vertices: torch.Tensor
     rest_joints: torch.Tensor
-
-
-def _check(name: str, t: torch.Tensor, shape: tuple) -> None:
-    """Raise ValueError unless ``t`` is a finite tensor of ``shape`` (None = any size)."""
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or inf")
 
 
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
@@ -152,13 +142,13 @@ class HandModel:
             raise ValueError(f"side must be 'right' or 'left', got {side!r}")
         V = template.shape[0]
         S = shape_dirs.shape[0]
-        _check("template", template, (V, 3))
-        _check("faces", faces, (None, 3))
-        _check("weights", weights, (V, NUM_JOINTS))
-        _check("joints", joints, (NUM_JOINTS, 3))
-        _check("shape_dirs", shape_dirs, (S, V, 3))
-        _check("joint_shape_dirs", joint_shape_dirs, (S, NUM_JOINTS, 3))
-        _check("tip_vertices", tip_vertices, (5,))
+        check_tensor("template", template, (V, 3))
+        check_tensor("faces", faces, (None, 3), floating=False)
+        check_tensor("weights", weights, (V, NUM_JOINTS))
+        check_tensor("joints", joints, (NUM_JOINTS, 3))
+        check_tensor("shape_dirs", shape_dirs, (S, V, 3))
+        check_tensor("joint_shape_dirs", joint_shape_dirs, (S, NUM_JOINTS, 3))
+        check_tensor("tip_vertices", tip_vertices, (5,), floating=False)
         if len(shape_names) != S:
             raise ValueError(f"shape_names has {len(shape_names)} names for {S} shape directions")
         if int(faces.min()) < 0 or int(faces.max()) >= V:
@@ -169,10 +159,10 @@ class HandModel:
             shape_dirs_neg = -shape_dirs
         if joint_shape_dirs_neg is None:
             joint_shape_dirs_neg = -joint_shape_dirs
-        _check("shape_dirs_neg", shape_dirs_neg, (S, V, 3))
-        _check("joint_shape_dirs_neg", joint_shape_dirs_neg, (S, NUM_JOINTS, 3))
+        check_tensor("shape_dirs_neg", shape_dirs_neg, (S, V, 3))
+        check_tensor("joint_shape_dirs_neg", joint_shape_dirs_neg, (S, NUM_JOINTS, 3))
         if pose_dirs is not None:
-            _check("pose_dirs", pose_dirs, (9 * (NUM_JOINTS - 1), V, 3))
+            check_tensor("pose_dirs", pose_dirs, (9 * (NUM_JOINTS - 1), V, 3))
         if parents is None:
             parents = torch.tensor(MANO_PARENTS)
         if tuple(int(p) for p in parents) != MANO_PARENTS:
@@ -264,21 +254,21 @@ class HandModel:
 
     def _inputs(self, pose, shape, trans):
         if isinstance(pose, torch.Tensor) and pose.dim() == 4:
-            _check("pose", pose, (None, NUM_JOINTS, 3, 3))
+            check_tensor("pose", pose, (None, NUM_JOINTS, 3, 3))
         else:
-            _check("pose", pose, (None, NUM_JOINTS, 3))
+            check_tensor("pose", pose, (None, NUM_JOINTS, 3))
         B = pose.shape[0]
         f = dict(dtype=self.dtype, device=self.device)
         if pose.device != self.device:
             raise ValueError(f"pose is on {pose.device} but the hand model is on {self.device}")
         if shape is None:
             shape = torch.zeros(1, self.num_shape, **f)
-        _check("shape", shape, (None, self.num_shape))
+        check_tensor("shape", shape, (None, self.num_shape))
         if shape.shape[0] not in (1, B):
             raise ValueError(f"shape has batch {shape.shape[0]}, pose has batch {B}")
         if trans is None:
             trans = torch.zeros(1, 3, **f)
-        _check("trans", trans, (None, 3))
+        check_tensor("trans", trans, (None, 3))
         if trans.shape[0] not in (1, B):
             raise ValueError(f"trans has batch {trans.shape[0]}, pose has batch {B}")
         return pose.to(**f), shape.to(**f), trans.to(**f)
@@ -365,7 +355,7 @@ class HandModel:
             (B, V + L, 3) vertices with one cap centre per boundary loop appended (the mean of
             the loop's vertices, so it follows any pose) and the (F + C, 3) closed faces.
         """
-        _check("vertices", vertices, (None, self.num_vertices, 3))
+        check_tensor("vertices", vertices, (None, self.num_vertices, 3))
         centres = [vertices[:, lp].mean(1, keepdim=True) for lp in self.cap_loops]
         return torch.cat([vertices, *centres], 1), self.closed_faces
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from miho.hand.model import NUM_JOINTS, _check
+from miho.checks import check_tensor
+from miho.hand.model import NUM_JOINTS
 
 _D = 3 * (NUM_JOINTS - 1)
 
@@ -22,8 +23,8 @@ class PosePCA:
     """
 
     def __init__(self, components: torch.Tensor, mean: torch.Tensor) -> None:
-        _check("components", components, (None, _D))
-        _check("mean", mean, (_D,))
+        check_tensor("components", components, (None, _D))
+        check_tensor("mean", mean, (_D,))
         self.components, self.mean = components, mean.to(components)
 
     @property
@@ -33,7 +34,7 @@ class PosePCA:
     @classmethod
     def fit(cls, finger_poses: torch.Tensor, num_components: int) -> "PosePCA":
         """Fit on (N, 15, 3) finger poses (the wrist excluded); keeps the top components."""
-        _check("finger_poses", finger_poses, (None, NUM_JOINTS - 1, 3))
+        check_tensor("finger_poses", finger_poses, (None, NUM_JOINTS - 1, 3))
         x = finger_poses.reshape(finger_poses.shape[0], _D)
         if not 1 <= num_components <= min(_D, x.shape[0]):
             raise ValueError(f"num_components must be in [1, {min(_D, x.shape[0])}], got {num_components}")
@@ -43,15 +44,15 @@ class PosePCA:
 
     def encode(self, finger_poses: torch.Tensor) -> torch.Tensor:
         """(B, 15, 3) -> (B, K) coefficients (orthogonal projection)."""
-        _check("finger_poses", finger_poses, (None, NUM_JOINTS - 1, 3))
+        check_tensor("finger_poses", finger_poses, (None, NUM_JOINTS - 1, 3))
         return (finger_poses.reshape(-1, _D) - self.mean) @ self.components.T
 
     def decode(self, coeffs: torch.Tensor) -> torch.Tensor:
         """(B, K) coefficients -> (B, 15, 3) finger poses."""
-        _check("coeffs", coeffs, (None, self.num_components))
+        check_tensor("coeffs", coeffs, (None, self.num_components))
         return (self.mean + coeffs @ self.components).reshape(-1, NUM_JOINTS - 1, 3)
 
     def full_pose(self, wrist: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
         """(B, 3) wrist axis-angle and (B, K) coefficients -> (B, 16, 3) pose."""
-        _check("wrist", wrist, (None, 3))
+        check_tensor("wrist", wrist, (None, 3))
         return torch.cat((wrist[:, None], self.decode(coeffs)), 1)

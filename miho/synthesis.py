@@ -7,8 +7,9 @@ import torch
 
 from miho import amano, geo
 from miho.anchors import PALM, hand_regions
+from miho.checks import check_tensor
 from miho.geometry import nearest_vertex_inside, winding_number
-from miho.hand.model import HandModel, _check
+from miho.hand.model import HandModel
 from miho.mesh import Meshes
 from miho.rotations import matrix_to_axis_angle
 
@@ -63,7 +64,7 @@ def approach_pose(
         pose (B, 16, 3) and trans (B, 3).
     """
     B = objects.batch
-    _check("approach", approach, (B, 3))
+    check_tensor("approach", approach, (B, 3))
     centre, normal, fingers = palm_frame(hand)
     approach = approach / approach.norm(dim=-1, keepdim=True)
     m = objects.vert_mask[..., None]
