@@ -30,6 +30,7 @@ the other phalanges, 4 on the palm, 3 on the carpal region.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 
@@ -128,7 +129,7 @@ def hand_regions(hand: HandModel) -> HandRegions:
     """Subregions, palm side and anchors of ``hand`` (deterministic; cached per model)."""
     key = _key(hand)
     if key not in _CACHE:
-        _CACHE[key] = _compute(hand.to("cpu", torch.float64))
+        _CACHE[key] = _compute(copy.deepcopy(hand).to("cpu", torch.float64))
     r = _CACHE[key]
     return HandRegions(**{
         k: v.to(hand.device, hand.dtype if v.is_floating_point() else None) for k, v in vars(r).items()

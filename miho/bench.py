@@ -52,7 +52,7 @@ def geo_scene(batch: int, device: str = "cpu", seed: int = 0):
     g = torch.Generator("cpu").manual_seed(seed)
     v, f = cylinder(0.03, 0.12, segments=48, rings=36)  # 2066 vertices
     objs = Meshes.from_list([(v + torch.tensor([-0.05, 0.085, 0.0]), f)] * batch, device=device)
-    pose = (curl_pose(hand.to("cpu"), 0.3) + 0.05 * torch.randn(batch, 16, 3, generator=g, device=g.device)).to(device)
+    pose = (curl_pose(hand, 0.3).cpu() + 0.05 * torch.randn(batch, 16, 3, generator=g, device=g.device)).to(device)
     trans = (0.004 * torch.randn(batch, 3, generator=g, device=g.device)).to(device)
     with torch.no_grad():
         near = hand(pose, trans=trans + torch.tensor([-0.006, 0.0, 0.0], device=device))

@@ -4,6 +4,8 @@ Imports only torch, numpy and miho, so that on the GPU machines (which have neit
 plotly nor pybullet) the file runs with ``PYTHONPATH=. python -m pytest -q tests/test_gpu.py``.
 """
 
+import copy
+
 import pytest
 import torch
 
@@ -41,7 +43,7 @@ def _cuda_field(field):
 def test_hand_and_anchors(hand):
     pose = 0.4 * torch.randn(64, 16, 3, generator=torch.Generator().manual_seed(1))
     cpu = hand(pose)
-    gh = hand.to("cuda")
+    gh = copy.deepcopy(hand).cuda()
     gpu = gh(pose.cuda())
     assert (cpu.vertices - gpu.vertices.cpu()).abs().max() < 1e-5
     a_cpu = hand_regions(hand).anchors(cpu.vertices)
@@ -52,7 +54,7 @@ def test_hand_and_anchors(hand):
 def test_cpf_annotation_and_energies(hand):
     pose, trans, objs, field = _scene(hand)
     verts = hand(pose, trans=trans).vertices
-    gh, go_ = hand.to("cuda"), objs.to("cuda")
+    gh, go_ = copy.deepcopy(hand).cuda(), objs.to("cuda")
     f_gpu = cpf.annotate(verts.cuda(), go_.verts, hand_regions(gh), go_.vert_mask)
     f_cpu = cpf.annotate(verts, objs.verts, hand_regions(hand), objs.vert_mask)
     assert (f_gpu.cr.cpu() != f_cpu.cr).float().mean() < 0.01
@@ -64,7 +66,7 @@ def test_cpf_annotation_and_energies(hand):
 def test_geo_matches_cpu(hand):
     pose, trans, objs, field = _scene(hand)
     cpu = geo.optimize(hand, pose, objs, field, trans=trans, iterations=30)
-    gpu = geo.optimize(hand.to("cuda"), pose.cuda(), objs.to("cuda"), _cuda_field(field), trans=trans.cuda(),
+    gpu = geo.optimize(copy.deepcopy(hand).cuda(), pose.cuda(), objs.to("cuda"), _cuda_field(field), trans=trans.cuda(),
                        iterations=30)  # fmt: skip
     assert (gpu.hand_verts.cpu() - cpu.hand_verts).abs().max() < 1e-4
     assert torch.equal(gpu.skipped.cpu(), cpu.skipped)
@@ -72,7 +74,7 @@ def test_geo_matches_cpu(hand):
 
 def test_geo_batch_independence_on_gpu(hand):
     pose, trans, objs, field = _scene(hand)
-    gh, go_, gf = hand.to("cuda"), objs.to("cuda"), _cuda_field(field)
+    gh, go_, gf = copy.deepcopy(hand).cuda(), objs.to("cuda"), _cuda_field(field)
     together = geo.optimize(gh, pose.cuda(), go_, gf, trans=trans.cuda(), iterations=20)
     alone = geo.optimize(gh, pose[1:2].cuda(), go_[1], gf[1], trans=trans[1:2].cuda(), iterations=20)
     assert (together.hand_verts[1] - alone.hand_verts[0]).abs().max() < 1e-5
@@ -82,7 +84,9 @@ def test_metrics_match_cpu(hand):
     pose, trans, objs, _ = _scene(hand)
     verts = hand(pose, trans=trans + torch.tensor([-0.01, 0.0, 0.0])).vertices
     cpu = metrics.evaluate(verts, objs, hand=hand, resolution=80, voxel_cache=None)
-    gpu = metrics.evaluate(verts.cuda(), objs.to("cuda"), hand=hand.to("cuda"), resolution=80, voxel_cache=None)
+    gpu = metrics.evaluate(
+        verts.cuda(), objs.to("cuda"), hand=copy.deepcopy(hand).cuda(), resolution=80, voxel_cache=None
+    )
     for k in cpu.columns:
         assert torch.allclose(cpu[k], gpu[k], rtol=1e-3, atol=5e-3), k  # SIV: a few voxels may flip
     # Open objects (a hole) go to the winding-number test, on the GPU as on the CPU.

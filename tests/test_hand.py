@@ -1,5 +1,7 @@
 """The LBS hand model: rest pose, batching, gradients, rigid motion, closed surface, errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -124,7 +126,7 @@ def test_fingertips_are_finger_ends(hand):
 def test_closed_hand_is_watertight(hand):
     pose = random_pose(1, scale=0.2)
     v, f = hand.closed(hand(pose).vertices)
-    assert v.shape[1] == hand.num_vertices + len(hand.cap_loops) and len(hand.cap_loops) == 1
+    assert v.shape[1] == hand.num_vertices + hand.num_caps and hand.num_caps == 1
     mesh = trimesh.Trimesh(v[0].numpy(), f.numpy(), process=False)
     assert mesh.is_watertight and mesh.is_winding_consistent
     assert 1e-4 < mesh.volume < 6e-4  # 100-600 cm^3, outward normals (positive volume)
@@ -156,12 +158,33 @@ def test_bad_inputs_raise(kwargs, match):
 
 def test_float32_model_and_dtype_conversion():
     h32 = load_hand()
-    h64 = h32.to(dtype=torch.float64)
+    h64 = copy.deepcopy(h32).double()
     pose = random_pose(3)
     a = h32(pose.float()).vertices
     b = h64(pose).vertices
     assert a.dtype == torch.float32 and b.dtype == torch.float64
+    assert h64.faces.dtype == torch.long and h64.tip_vertices.dtype == torch.long  # integer buffers stay integer
     assert (a.double() - b).abs().max() < 1e-5
+
+
+def test_hand_is_a_module_of_buffers():
+    hand = load_hand()
+    assert isinstance(hand, torch.nn.Module) and not list(hand.parameters())
+    state = hand.state_dict()
+    assert {"template", "faces", "weights", "shape_dirs", "closed_faces", "cap_vertex"} <= set(state)
+    # A model built from other numbers takes this one's state and then gives its outputs.
+    other = load_hand()
+    with torch.no_grad():
+        for b in other.buffers():
+            if b.is_floating_point():
+                b.mul_(1.1)
+    pose = random_pose(2).float()
+    assert not torch.allclose(other(pose).vertices, hand(pose).vertices)
+    other.load_state_dict(state)
+    assert torch.equal(other(pose).vertices, hand(pose).vertices)
+    # .to() moves every buffer in place, as for any module.
+    same = hand.to(torch.float64)
+    assert same is hand and all(b.dtype in (torch.float64, torch.long) for b in hand.buffers())
 
 
 def test_pose_pca_round_trip():

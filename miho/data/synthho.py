@@ -26,6 +26,7 @@ size: :func:`collate` pads them (``obj_mask``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -107,7 +108,7 @@ class SynthHO(torch.utils.data.Dataset):
         self.cache_dir = (cache_dir or str(files.cache_dir("images"))) if cache else None
         self.disturb = disturb
         self.regions = hand_regions(self.hand)
-        self._hand64 = self.hand.to(dtype=torch.float64)
+        self._hand64 = copy.deepcopy(self.hand).double()
         names = sorted(self.library.counts())
         self.object_names = [n for n in names if object_split(n, self.library, val_fraction) == split or split == "all"]
         keep = set(self.object_names)

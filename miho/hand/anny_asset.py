@@ -117,10 +117,10 @@ def extract_anny_hand(model) -> dict[str, np.ndarray]:
 
 def hand_from_arrays(arrays: dict, name: str) -> HandModel:
     """A :class:`HandModel` from the asset's arrays (float32, CPU)."""
-    t = {k: torch.as_tensor(np.asarray(arrays[k], dtype=np.float32)) for k in (
+    t = {k: torch.tensor(np.asarray(arrays[k], dtype=np.float32)) for k in (  # copies: the model owns its buffers
         "template", "weights", "joints", "shape_dirs", "shape_dirs_neg",
         "joint_shape_dirs", "joint_shape_dirs_neg")}  # fmt: skip
-    faces = torch.as_tensor(np.asarray(arrays["faces"], dtype=np.int64))
+    faces = torch.tensor(np.asarray(arrays["faces"], dtype=np.int64))
     weights = t["weights"] / t["weights"].sum(1, keepdim=True)
     tips = fingertip_vertices(t["template"], weights, t["joints"])
     return HandModel(

@@ -102,23 +102,13 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     return loops
 
 
-class HandModel:
-    """A linear-blend-skinning hand with MANO's interface (see the module docstring)."""
+class HandModel(torch.nn.Module):
+    """A linear-blend-skinning hand with MANO's interface (see the module docstring).
 
-    _TENSORS = (
-        "template",
-        "faces",
-        "weights",
-        "parents",
-        "joints",
-        "shape_dirs",
-        "shape_dirs_neg",
-        "joint_shape_dirs",
-        "joint_shape_dirs_neg",
-        "pose_dirs",
-        "tip_vertices",
-        "closed_faces",
-    )
+    An ``nn.Module`` whose arrays are buffers (no trainable parameters): ``.to()``, ``.double()``,
+    ``state_dict()``, ``copy.deepcopy`` and ``torch.compile`` work as for any module. Like any
+    module, ``.to()`` moves the model in place; ``copy.deepcopy(hand).to(device)`` keeps the original.
+    """
 
     def __init__(
         self,
@@ -168,33 +158,38 @@ class HandModel:
         if tuple(int(p) for p in parents) != MANO_PARENTS:
             raise ValueError(f"parents must be MANO's kinematic tree {MANO_PARENTS}")
 
+        super().__init__()
         self.name = name
         self.side = side
         self.shape_names = list(shape_names)
         dtype = template.dtype if template.is_floating_point() else torch.float32
         f = dict(dtype=dtype, device=template.device)
-        self.template = template.to(**f)
-        self.faces = faces.to(device=template.device, dtype=torch.long)
-        self.weights = weights.to(**f)
-        self.parents = parents.to(device=template.device, dtype=torch.long)
-        self.joints = joints.to(**f)
-        self.shape_dirs = shape_dirs.to(**f)
-        self.shape_dirs_neg = shape_dirs_neg.to(**f)
-        self.joint_shape_dirs = joint_shape_dirs.to(**f)
-        self.joint_shape_dirs_neg = joint_shape_dirs_neg.to(**f)
-        self.pose_dirs = None if pose_dirs is None else pose_dirs.to(**f)
-        self.tip_vertices = tip_vertices.to(device=template.device, dtype=torch.long)
+        longs = dict(dtype=torch.long, device=template.device)
+        faces = faces.to(**longs)
         # Closed surface: every boundary loop (the wrist opening) capped by a fan around one
         # extra vertex at the loop's centroid, oriented like the rest of the mesh.
-        loops = boundary_loops(self.faces.cpu().numpy())
-        self.cap_loops = [torch.as_tensor(lp, device=template.device) for lp in loops]
-        caps = []
-        for k, lp in enumerate(loops):
-            c = V + k
-            caps += [(int(b), int(a), c) for a, b in zip(lp, np.roll(lp, -1))]
-        self.closed_faces = torch.cat(
-            (self.faces, torch.as_tensor(caps, dtype=torch.long, device=template.device).reshape(-1, 3))
+        loops = boundary_loops(faces.cpu().numpy())
+        caps = [(int(b), int(a), V + k) for k, lp in enumerate(loops) for a, b in zip(lp, np.roll(lp, -1))]
+        buffers = dict(
+            template=template.to(**f),
+            faces=faces,
+            weights=weights.to(**f),
+            parents=parents.to(**longs),
+            joints=joints.to(**f),
+            shape_dirs=shape_dirs.to(**f),
+            shape_dirs_neg=shape_dirs_neg.to(**f),
+            joint_shape_dirs=joint_shape_dirs.to(**f),
+            joint_shape_dirs_neg=joint_shape_dirs_neg.to(**f),
+            pose_dirs=None if pose_dirs is None else pose_dirs.to(**f),
+            tip_vertices=tip_vertices.to(**longs),
+            closed_faces=torch.cat((faces, torch.as_tensor(caps, **longs).reshape(-1, 3))),
+            # The boundary loops as (vertex id, loop id) pairs: cap centre k is the mean of loop k.
+            cap_vertex=torch.as_tensor(np.concatenate(loops) if loops else np.zeros(0), **longs),
+            cap_loop=torch.as_tensor(np.repeat(np.arange(len(loops)), [len(lp) for lp in loops]), **longs),
         )
+        for k, t in buffers.items():
+            self.register_buffer(k, t)
+        self.num_caps = len(loops)
 
     # ------------------------------------------------------------------ basic properties
     @property
@@ -213,22 +208,10 @@ class HandModel:
     def dtype(self) -> torch.dtype:
         return self.template.dtype
 
-    def to(self, device=None, dtype=None) -> "HandModel":
-        """A copy of the model on ``device`` with floating tensors in ``dtype``."""
-        new = object.__new__(HandModel)
-        new.__dict__.update(self.__dict__)
-        for k in self._TENSORS:
-            t = getattr(self, k)
-            if t is None:
-                continue
-            setattr(new, k, t.to(device=device, dtype=dtype if t.is_floating_point() else None))
-        new.cap_loops = [lp.to(device) for lp in self.cap_loops]
-        return new
-
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"HandModel({self.name!r}, {self.side} hand, V={self.num_vertices}, "
-            f"F={self.faces.shape[0]}, shape={self.shape_names}, device={self.device})"
+            f"{self.name!r}, {self.side} hand, V={self.num_vertices}, F={self.faces.shape[0]}, "
+            f"shape={self.shape_names}, device={self.device}, dtype={self.dtype}"
         )
 
     def reshaped(self, shape: torch.Tensor, name: str | None = None) -> "HandModel":
@@ -342,8 +325,6 @@ class HandModel:
             rest_joints=rest_j,
         )
 
-    __call__ = forward
-
     # ------------------------------------------------------------------ closed surface
     def closed(self, vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Watertight version of the hand surface (wrist opening capped).
@@ -356,8 +337,10 @@ class HandModel:
             the loop's vertices, so it follows any pose) and the (F + C, 3) closed faces.
         """
         check_tensor("vertices", vertices, (None, self.num_vertices, 3))
-        centres = [vertices[:, lp].mean(1, keepdim=True) for lp in self.cap_loops]
-        return torch.cat([vertices, *centres], 1), self.closed_faces
+        B = vertices.shape[0]
+        sums = vertices.new_zeros(B, self.num_caps, 3).index_add_(1, self.cap_loop, vertices[:, self.cap_vertex])
+        counts = torch.bincount(self.cap_loop, minlength=self.num_caps).to(vertices.dtype)
+        return torch.cat((vertices, sums / counts[:, None]), 1), self.closed_faces
 
 
 def fingertip_vertices(template: torch.Tensor, weights: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
