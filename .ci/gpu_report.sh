@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 3 in one command, for a lent GPU machine (its image has torch, numpy
 # and pytest; no venv is made). From the repository root, e.g. through the device tool:
-#     bash .ci/gpu_report.sh
+#     bash .ci/gpu_report.sh        (COMMIT=<id> names the commit where the tree has no .git)
 # Writes $OUT/gpu_report.md (without $OUT: _build/gpu_report.md): the GPU, the CUDA tests and
 # the benchmark tables for README "On a GPU machine", each with the command that made it.
 # At most 580 s (one device call may run 600 s): every step has its own time limit, so that one
@@ -26,7 +26,7 @@ step() {  # step SECONDS COMMAND...: run it, its command and output into the rep
 }
 
 {
-  echo "# GPU report, $(date -u '+%F %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "# GPU report, $(date -u '+%F %H:%M UTC'), commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
   $py -c "import torch; print('torch', torch.__version__, '| CUDA', torch.version.cuda, '|',
