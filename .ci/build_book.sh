@@ -13,13 +13,31 @@ export MPLBACKEND=Agg
 export LC_ALL=C  # find | sort and comm below must agree on the order
 
 # Fingerprint of everything that can change a chapter's output without touching the chapter:
-# every file under miho/ (name, size, mtime; caches excluded) plus the book configuration.
-# The stamp holds this listing as of the last successful build.
+# every file under miho/ (name, size, mtime; caches excluded) plus the book configuration and its
+# local Sphinx extension (book/_ext). The stamp holds this listing as of the last successful build.
 fingerprint() {
     {
-        find miho -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -printf '%p %s %T@\n'
+        find miho book/_ext -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -printf '%p %s %T@\n'
         find _config.yml _toc.yml -printf '%p %s %T@\n'
     } | sort
+}
+
+# Each chapter's execution time, as myst-nb recorded it (book/_ext/miho_book.py writes
+# _build/chapter_times.json when a build finishes); "earlier build" marks chapters that this
+# (incremental) build did not execute again.
+print_times() {
+    "$VENV/bin/python" - "$TIMES" <<'PY'
+import json, sys
+
+rows = json.load(open(sys.argv[1]))
+width = max([len("executed in this build")] + [len(r["chapter"]) for r in rows])
+print(f"{'chapter':<{width}}  {'seconds':>8}")
+for r in rows:
+    note = "" if r["this_build"] else "  (earlier build)"
+    print(f"{r['chapter']:<{width}}  {r['seconds']:>8.1f}{note}")
+total = sum(r["seconds"] for r in rows if r["this_build"])
+print(f"{'executed in this build':<{width}}  {total:>8.1f}")
+PY
 }
 
 current=$(fingerprint)
@@ -39,9 +57,19 @@ else
     echo ">>> miho/ unchanged since the last successful build: incremental build (changed chapters only)"
 fi
 
+TIMES=_build/chapter_times.json
+rm -f "$TIMES"
 echo ">>> $VENV/bin/jupyter-book build . ${args[*]}"
+start=$SECONDS
 "$VENV/bin/jupyter-book" build . "${args[@]}"
+elapsed=$((SECONDS - start))
 
 mkdir -p _build
 printf '%s\n' "$current" > "$STAMP"
-echo ">>> book built: _build/html/index.html"
+echo ">>> book built in ${elapsed} s: _build/html/index.html"
+if [[ -f $TIMES ]]; then
+    echo ">>> chapter execution times (wall-clock seconds, myst-nb):"
+    print_times
+else
+    echo ">>> no chapter execution times recorded ($TIMES is missing)"
+fi

@@ -22,15 +22,19 @@ off the knuckles and bend angles beyond pi/2. :func:`anatomical_loss` generalise
 intervals on the three angle components (hinge, linear in radians, summed over the 15 joints):
 :data:`ANATOMICAL_LIMITS_DEG` (the published per-joint limits; the default) or
 :func:`eq10_limits` (Eq. 10's own choice).
+
+:func:`angles`, :func:`decompose`, :func:`compose` and :func:`anatomical_loss` run in every
+iteration of GeO: they look for NaN on a CPU only (see :mod:`miho.checks`).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
-from miho.checks import check_tensor
+from miho.checks import check_device, check_tensor
 from miho.hand.model import FINGER_JOINTS, JOINTS21_ORDER, NUM_JOINTS, HandModel
 from miho.optim import BatchAdam
 
@@ -87,6 +91,9 @@ def palm_up(joints: torch.Tensor, side: str = "right") -> torch.Tensor:
     The palm plane is spanned by little-MCP -> index-MCP and wrist -> middle-MCP; for a right
     hand their cross product points out of the palm, so "up" is its opposite.
     """
+    check_tensor("joints", joints, (..., NUM_JOINTS, 3), finite="cpu")
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     across = joints[..., 1, :] - joints[..., 7, :]
     along = joints[..., 4, :] - joints[..., 0, :]
     n = torch.linalg.cross(along, across)  # = -(across x along): dorsal for a right hand
@@ -106,6 +113,12 @@ def frames(joints21: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         (B, 16, 3, 3) frames in MANO joint order, columns (twist, splay, bend).
     """
     check_tensor("joints21", joints21, (None, 21, 3))
+    B = joints21.shape[0]
+    check_tensor("up", up)
+    if up.shape not in ((B, 3), (B, NUM_JOINTS, 3)):
+        raise ValueError(f"up must have shape ({B}, 3) or ({B}, {NUM_JOINTS}, 3), got {tuple(up.shape)}")
+    check_device("up", up, joints21.device, "joints21")
+    up = up.to(joints21.dtype)
     if up.dim() == 2:
         up = up[:, None].expand(-1, NUM_JOINTS, -1)
     twist = joints21[:, _JOINT21] - joints21[:, _CHILD21]
@@ -146,18 +159,35 @@ def decompose(pose: torch.Tensor, rest: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def angles(pose: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
-    """(B, 16, 3) pose -> (B, 15, 3) (twist, splay, bend) angle components in radians."""
-    check_tensor("pose", pose, (None, NUM_JOINTS, 3))
+    """(B, 16, 3) pose and (B or 1, 16, 3, 3) rest frames -> (B, 15, 3) (twist, splay, bend)
+    angle components in radians."""
+    check_tensor("pose", pose, (None, NUM_JOINTS, 3), finite="cpu")
+    rest = _check_rest(rest, "pose", pose)
     return (rest[:, 1:].transpose(-1, -2) @ pose[:, 1:, :, None])[..., 0]
 
 
+def _check_rest(rest: torch.Tensor, name: str, t: torch.Tensor) -> torch.Tensor:
+    """(1 or B, 16, 3, 3) rest frames for the (B, ...) argument ``name`` = ``t``, in its dtype."""
+    B = t.shape[0]
+    check_tensor("rest", rest, (None, NUM_JOINTS, 3, 3), finite="cpu")
+    if rest.shape[0] not in (1, B):
+        raise ValueError(f"rest must have shape (1, {NUM_JOINTS}, 3, 3) or ({B}, {NUM_JOINTS}, 3, 3), "
+                         f"got {tuple(rest.shape)}")  # fmt: skip
+    check_device("rest", rest, t.device, name)
+    return rest.to(t.dtype)
+
+
 def compose(tsb: torch.Tensor, rest: torch.Tensor, wrist: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, 15, 3) (twist, splay, bend) angles (+ optional (B, 3) wrist axis-angle) -> (B, 16, 3) pose."""
-    check_tensor("tsb", tsb, (None, NUM_JOINTS - 1, 3))
+    """(B, 15, 3) (twist, splay, bend) angles in radians and (B or 1, 16, 3, 3) rest frames
+    (+ optional (B, 3) wrist axis-angle) -> (B, 16, 3) pose."""
+    check_tensor("tsb", tsb, (None, NUM_JOINTS - 1, 3), finite="cpu")
+    rest = _check_rest(rest, "tsb", tsb)
     joints = (rest[:, 1:] @ tsb[..., None])[..., 0]
     if wrist is None:
         wrist = torch.zeros_like(joints[:, 0])
-    return torch.cat((wrist[:, None], joints), 1)
+    check_tensor("wrist", wrist, (tsb.shape[0], 3), finite="cpu")
+    check_device("wrist", wrist, tsb.device, "tsb")
+    return torch.cat((wrist[:, None].to(joints.dtype), joints), 1)
 
 
 def anatomical_loss(pose: torch.Tensor, rest: torch.Tensor, limits: torch.Tensor | None = None) -> torch.Tensor:
@@ -171,6 +201,7 @@ def anatomical_loss(pose: torch.Tensor, rest: torch.Tensor, limits: torch.Tensor
     c = angles(pose, rest)
     if limits is None:
         limits = torch.deg2rad(ANATOMICAL_LIMITS_DEG)
+    check_tensor("limits", limits, (NUM_JOINTS - 1, 3, 2), finite=False)  # infinite bounds are allowed
     limits = limits.to(dtype=c.dtype, device=c.device)
     over = (c - limits[..., 1]).clamp_min(0) + (limits[..., 0] - c).clamp_min(0)
     return over.sum((1, 2))
@@ -195,6 +226,12 @@ def fit_to_joints(
         distance in metres and ``anat`` (B,) final L_anat.
     """
     check_tensor("target", target, (None, 21, 3))
+    check_device("target", target, hand.device, "the hand model")
+    if not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    target = target.to(hand.dtype)
     B = target.shape[0]
     rest = rest_frames(hand, shape)
     pose = torch.zeros(B, NUM_JOINTS, 3, dtype=hand.dtype, device=hand.device)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from miho import amano
-from miho.checks import check_tensor
+from miho.checks import check_device, check_faces, check_tensor
 from miho.geometry import ray_triangle_hits
 from miho.hand.model import FINGER_JOINTS, JOINTS21_ORDER, HandModel
 
@@ -64,6 +64,9 @@ class HandRegions:
     anchor_weights: (32, 2) the weights (w1, w2).
     anchor_region: (32,) region of each anchor.
     anchor_control_point: (32,) control point each anchor was cast from.
+
+    The fingertip regions are :data:`TIP_REGIONS`: :attr:`tip_mask` and :attr:`tip_anchor` select
+    their vertices and anchors.
     """
 
     control_points: torch.Tensor
@@ -75,14 +78,39 @@ class HandRegions:
     anchor_region: torch.Tensor
     anchor_control_point: torch.Tensor
 
+    @property
+    def tip_mask(self) -> torch.Tensor:
+        """(V,) bool: the vertices of the fingertip regions."""
+        return torch.isin(self.labels, torch.tensor(TIP_REGIONS, device=self.labels.device))
+
+    @property
+    def tip_anchor(self) -> torch.Tensor:
+        """(32,) bool: the anchors of the fingertip regions (15 of them)."""
+        return torch.isin(self.anchor_region, torch.tensor(TIP_REGIONS, device=self.anchor_region.device))
+
     def anchors(self, vertices: torch.Tensor) -> torch.Tensor:
-        """(B, V, 3) hand vertices -> (B, 32, 3) anchor positions (linear in the vertices)."""
-        return anchor_positions(vertices, self.anchor_faces, self.anchor_weights)
+        """(B, V, 3) hand vertices (metres) of the hand these regions belong to -> (B, 32, 3)
+        anchor positions (linear in the vertices).
+
+        Called in every iteration of an optimiser: NaN is looked for on a CPU only (no device sync).
+        """
+        check_tensor("vertices", vertices, (None, self.labels.shape[0], 3), finite="cpu")
+        check_device("vertices", vertices, self.labels.device, "the hand regions")
+        return _interpolate(vertices, self.anchor_faces, self.anchor_weights)
 
 
 def anchor_positions(vertices: torch.Tensor, faces: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(B, V, 3) vertices, (A, 3) triangles, (A, 2) weights -> (B, A, 3) anchors."""
+    """(B, V, 3) vertices, (A, 3) triangles, (A, 2) weights -> (B, A, 3) anchors, each
+    ``v0 + w1 (v1 - v0) + w2 (v2 - v0)`` of its triangle (v0, v1, v2)."""
     check_tensor("vertices", vertices, (None, None, 3))
+    check_faces("faces", faces, vertices.shape[1], allow_empty=True)
+    check_tensor("weights", weights, (faces.shape[0], 2))
+    for name, t in (("faces", faces), ("weights", weights)):
+        check_device(name, t, vertices.device, "vertices")
+    return _interpolate(vertices, faces, weights)
+
+
+def _interpolate(vertices: torch.Tensor, faces: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     v0, v1, v2 = (vertices[:, faces[:, k]] for k in range(3))
     w1, w2 = weights[:, 0, None], weights[:, 1, None]
     return v0 + w1 * (v1 - v0) + w2 * (v2 - v0)
@@ -127,6 +155,8 @@ def _key(hand: HandModel) -> str:
 
 def hand_regions(hand: HandModel) -> HandRegions:
     """Subregions, palm side and anchors of ``hand`` (deterministic; cached per model)."""
+    if not isinstance(hand, HandModel):
+        raise ValueError(f"hand must be a HandModel, got {type(hand).__name__}")
     key = _key(hand)
     if key not in _CACHE:
         _CACHE[key] = _compute(copy.deepcopy(hand).to("cpu", torch.float64))
@@ -144,13 +174,13 @@ def _compute(hand: HandModel) -> HandRegions:
     points, cp_region, link = control_points(j21)
 
     # Region labels: nearest control point.
-    labels = cp_region[torch.cdist(verts, points).argmin(1)]
+    nearest_cp = torch.cdist(verts, points).argmin(1)
+    labels = cp_region[nearest_cp]
 
     # Palmar direction of each region: minus the splay axis of its proximal joint, minus up for
     # the palm and carpal regions.
     palmar = torch.stack([-frames[r + 1][:, 1] for r in range(15)] + [-up, -up])  # (17, 3)
-    # Each vertex's own link axis is that of its nearest control point of its region.
-    nearest_cp = torch.cdist(verts, points).argmin(1)
+    # Each vertex's own link axis is that of its nearest control point (of its region, then).
     a, b = link[nearest_cp, 0], link[nearest_cp, 1]
     axis = (b - a) / (b - a).norm(dim=-1, keepdim=True)
     off = verts - a

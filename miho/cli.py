@@ -61,6 +61,16 @@ def _bench(args) -> None:
             f"({args.batch / t:.2f} candidates/s), {accepted} accepted"
         )
         return
+    if args.what == "disturbed":
+        from miho.bench import bench_disturbed
+
+        study = bench_disturbed(args.batch, args.geo_iterations, args.resolution, args.device)
+        print(f"GeO from {len(study.start)} disturbed held-out SynthHO grasps, ground-truth CPF, hand-object mode, "
+              f"{args.geo_iterations} iterations, {where}")  # fmt: skip
+        print(study.to_markdown())
+        print()
+        print(study.stats_markdown())
+        return
     if args.what == "ablation":
         from miho import experiments
         from miho.bench import ablation_batch
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="time a hot path")
-    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation"])
+    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation", "disturbed"])
     bench.add_argument("--batch", type=int, default=256)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -164,7 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.set_defaults(run=_bench)
     synth = sub.add_parser("synth", help="build the synthetic dataset: object library, grasp library")
     synth.add_argument("what", choices=["objects", "grasps", "images"])
-    synth.add_argument("--split", default="train", choices=["train", "val", "test", "all"], help="images: split")
+    synth.add_argument(
+        "--split", default="train", choices=["train", "val", "test", "test-seen", "all"], help="images: split"
+    )
     synth.add_argument("--views", type=int, default=4, help="images: camera views per grasp")
     synth.add_argument("--random-objects", type=int, default=None,
                        help="pybullet random_urdfs to include (default: 300 for objects, 60 for grasps)")  # fmt: skip

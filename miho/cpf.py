@@ -22,17 +22,24 @@ its ``k`` nearest palm-side hand vertices is closer than ``s = 20 mm``; its regi
 of those vertices' regions weighted by ``s - d``; its elasticity is
 ``0.5 cos(pi d / s) + 0.5`` for the distance ``d`` to the nearest anchor of that region (0 at
 ``d >= s``: no spring).
+
+Inputs. A :class:`CPF` checks its values when it is made (ranges, region ids 0-16). The energies
+and :func:`nearest_hand_vertices` run in every iteration of GeO: they check shapes, dtypes and
+devices, and look for NaN on a CPU only (no device sync, see :mod:`miho.checks`); NaN on an
+accelerator gives a NaN energy. :func:`annotate`, called once per pair, checks everything.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
 from miho.anchors import NUM_REGIONS, HandRegions
-from miho.checks import check_tensor
+from miho.checks import check_device, check_index, check_integer, check_mask, check_tensor
+from miho.geometry import knn
 
 T_VC = 0.8  # vertex-contact threshold of Algorithm 1
 K_RPL = 1e-3  # repulsive spring elasticity (paper)
@@ -44,8 +51,12 @@ S = 0.02  # elasticity scale of Eq. 4, metres
 class CPF:
     """A contact potential field on B objects of N (padded) vertices.
 
-    vc: (B, N) contact probability in [0, 1]. cr: (B, N) long subregion id (-1: none).
-    ae: (B, N) attractive elasticity in [0, 1].
+    vc: (B, N) contact probability in [0, 1]. cr: (B, N) integer subregion id in 0-16 (-1: none),
+    or (B, N, 17) per-region scores (turned into ids by argmax). ae: (B, N) attractive
+    elasticity in [0, 1]. All on one device.
+
+    Raises:
+        ValueError: wrong shapes or dtypes, NaN/inf, values out of those ranges, several devices.
     """
 
     vc: torch.Tensor
@@ -53,19 +64,32 @@ class CPF:
     ae: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.cr.dim() == 3:  # per-region probabilities (B, N, 17) -> ids
+        check_tensor("vc", self.vc, (None, None))
+        if isinstance(self.cr, torch.Tensor) and self.cr.dim() == 3:  # per-region scores -> ids
             if self.cr.shape[-1] != NUM_REGIONS:
                 raise ValueError(f"cr probabilities must have shape (B, N, {NUM_REGIONS}), got {tuple(self.cr.shape)}")
+            check_tensor("cr", self.cr)
             self.cr = self.cr.argmax(-1)
-        check_tensor("vc", self.vc, (None, None))
+        check_integer("cr", self.cr, tuple(self.vc.shape))
         check_tensor("ae", self.ae, tuple(self.vc.shape))
-        if self.cr.shape != self.vc.shape:
-            raise ValueError(f"cr must have shape {tuple(self.vc.shape)}, got {tuple(self.cr.shape)}")
+        for name in ("cr", "ae"):
+            check_device(name, getattr(self, name), self.vc.device, "vc")
+        if self.vc.numel() and self.vc.device.type != "meta":
+            bounds = {"vc": (0, 1), "cr": (-1, NUM_REGIONS - 1), "ae": (0, 1)}
+            found = torch.stack([m.float() for k in bounds for m in getattr(self, k).aminmax()]).tolist()  # one sync
+            for (name, (lo, hi)), a, b in zip(bounds.items(), found[::2], found[1::2]):
+                if a < lo or b > hi:
+                    raise ValueError(f"{name} must lie in [{lo}, {hi}], found values in [{a:g}, {b:g}]")
 
     def contact(self, t_vc: float = T_VC, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, N) bool: vertices whose contact probability exceeds ``t_vc`` (and are real)."""
+        """(B, N) bool: vertices whose contact probability exceeds ``t_vc`` (and, with a (B, N)
+        bool ``mask``, are real)."""
         c = (self.vc > t_vc) & (self.cr >= 0)
-        return c if mask is None else c & mask
+        if mask is None:
+            return c
+        check_mask("mask", mask, tuple(c.shape))
+        check_device("mask", mask, c.device, "the field")
+        return c & mask
 
     def __getitem__(self, idx) -> "CPF":
         if isinstance(idx, int):
@@ -90,11 +114,23 @@ def attraction_energy(
     """Attractive springs of Algorithm 1 (lines 2-6). Returns (B,) energies.
 
     Args:
-        anchors: (B, A, 3). obj_verts: (B, N, 3). cpf: the field on those vertices.
-        anchor_region: (A,) subregion of each anchor. obj_mask: (B, N) real vertices.
+        anchors: (B, A, 3) metres. obj_verts: (B, N, 3) metres. cpf: the field on those vertices.
+        anchor_region: (A,) integer subregion of each anchor. obj_mask: (B, N) bool, real vertices.
         anchor_weight: (A,) optional extra weight per anchor (the official code weights
             fingertip anchors 1.0 and the others 0.1).
     """
+    check_tensor("anchors", anchors, (None, None, 3), finite="cpu")
+    (B, A), dev = anchors.shape[:2], anchors.device
+    check_tensor("obj_verts", obj_verts, (B, None, 3), finite="cpu")
+    check_tensor("cpf.vc", cpf.vc, (B, obj_verts.shape[1]), finite=False)  # values checked by CPF
+    check_integer("anchor_region", anchor_region, (A,))
+    _check_mask(obj_mask, (B, obj_verts.shape[1]), dev, "anchors")
+    if anchor_weight is not None:
+        check_tensor("anchor_weight", anchor_weight, (A,), finite="cpu")
+    for name, t in (("obj_verts", obj_verts), ("cpf.vc", cpf.vc), ("anchor_region", anchor_region),
+                    ("anchor_weight", anchor_weight)):  # fmt: skip
+        if t is not None:
+            check_device(name, t, dev, "anchors")
     active = cpf.contact(t_vc, obj_mask)  # (B, N)
     pair = active[..., None] & (cpf.cr[..., None] == anchor_region)  # (B, N, A)
     k = cpf.ae[..., None] * pair
@@ -104,19 +140,33 @@ def attraction_energy(
     return 0.5 * (k * d2).sum((1, 2))
 
 
+def _check_mask(obj_mask: torch.Tensor | None, shape: tuple, device: torch.device, what: str) -> None:
+    """An optional (B, N) bool mask of the real object vertices, on the device of ``what``."""
+    if obj_mask is not None:
+        check_mask("obj_mask", obj_mask, shape)
+        check_device("obj_mask", obj_mask, device, what)
+
+
+def _check_count(name: str, value) -> None:
+    if not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def nearest_hand_vertices(
-    hand_verts: torch.Tensor, obj_verts: torch.Tensor, k: int, chunk: int = 8
+    hand_verts: torch.Tensor, obj_verts: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (B, N, k) of the k nearest hand vertices of every object vertex, and their
-    distances (B, N, k), computed without gradient in batch chunks."""
-    idx, dist = [], []
-    with torch.no_grad():
-        for b in range(0, obj_verts.shape[0], chunk):
-            d = torch.cdist(obj_verts[b : b + chunk], hand_verts[b : b + chunk])
-            dk, ik = d.topk(min(k, d.shape[-1]), dim=-1, largest=False)
-            idx.append(ik)
-            dist.append(dk)
-    return torch.cat(idx), torch.cat(dist)
+    """Indices (B, N, K) of the K = min(k, V) nearest of the (B, V, 3) hand vertices of every
+    (B, N, 3) object vertex, and their distances (B, N, K) in metres (in the hand's dtype),
+    computed without gradient (:func:`miho.geometry.knn`)."""
+    check_tensor("hand_verts", hand_verts, (None, None, 3), finite="cpu")
+    (B, V), dev = hand_verts.shape[:2], hand_verts.device
+    check_tensor("obj_verts", obj_verts, (B, None, 3), finite="cpu")
+    check_device("obj_verts", obj_verts, dev, "hand_verts")
+    _check_count("k", k)
+    if V == 0:
+        raise ValueError("hand_verts holds no vertex")
+    dist, idx = knn(obj_verts.to(hand_verts.dtype), hand_verts, min(k, V))
+    return idx, dist
 
 
 def repulsion_energy(
@@ -133,13 +183,30 @@ def repulsion_energy(
     """Repulsive springs of Algorithm 1 (lines 7-8). Returns (B,) energies.
 
     Args:
-        hand_verts: (B, V, 3). obj_verts, obj_normals: (B, N, 3) (unit outward normals).
+        hand_verts: (B, V, 3) metres. obj_verts, obj_normals: (B, N, 3) (unit outward normals).
+        obj_mask: (B, N) bool, real vertices.
+        k_rpl: spring elasticity. t_rpl: range, metres.
         neighbours: consider only this many nearest hand vertices per object vertex (the
             official code uses 50; ``None``: all of them, exact but O(N V) memory).
         scale: length scale of the exponential, metres (paper: 1).
         neighbour_index: (B, N, K) precomputed :func:`nearest_hand_vertices` indices to use
             instead of searching again (an optimiser may refresh them every few steps).
     """
+    check_tensor("hand_verts", hand_verts, (None, None, 3), finite="cpu")
+    (B, V), dev = hand_verts.shape[:2], hand_verts.device
+    check_tensor("obj_verts", obj_verts, (B, None, 3), finite="cpu")
+    N = obj_verts.shape[1]
+    check_tensor("obj_normals", obj_normals, (B, N, 3), finite="cpu")
+    _check_mask(obj_mask, (B, N), dev, "hand_verts")
+    if neighbour_index is not None:
+        check_index("neighbour_index", neighbour_index, (B, N, None), V, read="cpu", what="hand vertices")
+    elif neighbours is not None:
+        _check_count("neighbours", neighbours)
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    for name, t in (("obj_verts", obj_verts), ("obj_normals", obj_normals), ("neighbour_index", neighbour_index)):
+        if t is not None:
+            check_device(name, t, dev, "hand_verts")
     if neighbours is None and neighbour_index is None:
         off = hand_verts[:, None] - obj_verts[:, :, None]  # (B, N, V, 3)
     else:
@@ -152,8 +219,8 @@ def repulsion_energy(
     if obj_mask is not None:
         close = close & obj_mask[..., None]
     proj = (off * obj_normals[:, :, None]).sum(-1)
-    e = 0.5 * k_rpl * torch.exp(-2.0 * proj / scale)
-    return (e * close).sum((1, 2))
+    e = 0.5 * k_rpl * torch.exp(-2.0 * proj / scale)  # inf far behind a surface: masked out below
+    return torch.where(close, e, torch.zeros_like(e)).sum((1, 2))
 
 
 def elastic_energy(
@@ -186,15 +253,27 @@ def annotate(
     """Ground-truth CPF of posed hand-object pairs (Eq. 4, Supp B.2).
 
     Args:
-        hand_verts: (B, V, 3) posed hand. obj_verts: (B, N, 3) posed object, metres.
-        regions: the hand's subregions and anchors. obj_mask: (B, N) real vertices.
+        hand_verts: (B, V, 3) posed hand (V: that of ``regions``' hand). obj_verts: (B, N, 3)
+            posed object, metres (computed in the wider of their dtypes, float32 at least).
+        regions: the hand's subregions and anchors, on the hand's device. obj_mask: (B, N) bool,
+            real vertices.
         s: contact distance and elasticity scale (20 mm). k: palm-side neighbours per vertex.
 
     Returns:
         :class:`CPF` with vc in {0, 1}, cr the weighted-mode region (-1 off contact) and ae.
     """
-    check_tensor("hand_verts", hand_verts, (None, None, 3))
-    check_tensor("obj_verts", obj_verts, (hand_verts.shape[0], None, 3))
+    check_tensor("hand_verts", hand_verts, (None, regions.labels.shape[0], 3))
+    check_device("hand_verts", hand_verts, regions.labels.device, "the hand regions")
+    B = hand_verts.shape[0]
+    check_tensor("obj_verts", obj_verts, (B, None, 3))
+    check_device("obj_verts", obj_verts, hand_verts.device, "hand_verts")
+    _check_mask(obj_mask, (B, obj_verts.shape[1]), hand_verts.device, "hand_verts")
+    if not s > 0:
+        raise ValueError(f"s must be positive, got {s!r}")
+    _check_count("k", k)
+    # One dtype for both, float32 at least (half precision has no CPU distance kernels).
+    dtype = torch.promote_types(torch.promote_types(hand_verts.dtype, obj_verts.dtype), torch.float32)
+    hand_verts, obj_verts = hand_verts.to(dtype), obj_verts.to(dtype)
     palm = regions.palm_side.nonzero()[:, 0]
     idx, dist = nearest_hand_vertices(hand_verts[:, palm], obj_verts, k)
     close = dist < s

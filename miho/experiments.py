@@ -15,6 +15,8 @@ from miho.anchors import hand_regions
 from miho.checks import check_tensor
 from miho.hand.model import HandModel
 from miho.mesh import Meshes
+from miho.rotations import RigidMotion
+from miho.tables import markdown_table
 
 
 def perturb_hands(
@@ -148,20 +150,28 @@ class Ablation:
 
     def to_markdown(self) -> str:
         """:meth:`rows` as a Markdown table, units in the headers ("-": no time)."""
-        from miho.viz.tables import markdown_table
-
         cols = ("HE", "OE", "PD", "SIV", "DD")
         heads = ["setting", *(f"{c} ({self.start.units[c]})" for c in cols), "ms / iteration / sample"]
-        return markdown_table(heads, [tuple("-" if x is None else x for x in r) for r in self.rows(cols)])
+        return markdown_table(heads, list(self.rows(cols)))
+
+    def stats(self, pd_tolerance: float = 0.5) -> dict[str, dict[str, float]]:
+        """:func:`refinement_stats` of every setting (from the disturbed start), by setting."""
+        return {name: refinement_stats(self.truth, self.start, t, pd_tolerance) for name, t in self.runs.items()}
+
+    def stats_markdown(self, pd_tolerance: float = 0.5) -> str:
+        """:meth:`stats` as a Markdown table of percentages of the B samples."""
+        keys = ("HE fell", "PD fell", "SIV fell", "PD rose", "SIV rose", "PD above truth", "overshoot")
+        outside = int((self.start["PD"] <= self.truth["PD"]).sum())  # "start outside" of refinement_stats
+        heads = ["setting", *(f"{k} (%)" for k in keys[:-1]), f"overshoot (% of the {outside} starting outside)"]
+        rows = [(name, *(100 * s[k] for k in keys)) for name, s in self.stats(pd_tolerance).items()]
+        return markdown_table(heads, rows, floatfmt=".0f")
 
 
 def disturbed_objects(batch: dict) -> Meshes:
     """The objects of a :func:`miho.data.synthho.collate` batch moved to their disturbed pose:
     v' = R' R^T (v - t) + t', with (R, t) the true and (R', t') the disturbed object pose."""
-    R, t = batch["obj_rot"], batch["obj_trans"]
-    Rn, tn = batch["obj_rot_noisy"], batch["obj_trans_noisy"]
-    local = (batch["obj_verts"] - t[:, None]) @ R  # object frame: R^T (v - t), row vectors
-    verts = (local @ Rn.transpose(1, 2) + tn[:, None]) * batch["obj_mask"][..., None]
+    true, noisy = (RigidMotion(batch[f"obj_rot{s}"], batch[f"obj_trans{s}"]) for s in ("", "_noisy"))
+    verts = (noisy @ true.inverse()).points(batch["obj_verts"]) * batch["obj_mask"][..., None]
     return Meshes(verts, batch["obj_faces"], batch["obj_mask"], batch["obj_face_mask"])
 
 
@@ -215,3 +225,41 @@ def ablation_study(
         times[name] = (time.perf_counter() - t0) / iterations * 1e3
         runs[name] = score(res.hand_verts, start_objects.with_verts(res.obj_verts))
     return Ablation(score(b["hand_verts"], truth_objects), score(start_hand, start_objects), runs, times)
+
+
+def refinement_stats(
+    truth: metrics.MetricTable, start: metrics.MetricTable, after: metrics.MetricTable, pd_tolerance: float = 0.5
+) -> dict[str, float]:
+    """How a refinement went, sample by sample, as fractions of the B samples in [0, 1].
+
+    Args:
+        truth, start, after: the metrics (HE, PD, SIV; mm, cm^3) of the ground truth, of the
+            refinement's start and of its result, on the same B samples.
+        pd_tolerance: mm; a refined PD counts as above the truth's only beyond this margin.
+
+    Returns:
+        ``"HE fell"``, ``"PD fell"``, ``"SIV fell"``: the metric is lower after than at the start.
+        ``"PD rose"``, ``"SIV rose"``: higher after than at the start.
+        ``"PD above truth"``: the refined PD exceeds the truth's by more than ``pd_tolerance``.
+        ``"start outside"``: the start is no deeper than the truth (start PD <= truth PD), so its
+        hand has to come closer to the object. ``"overshoot"``: of those samples, the fraction
+        ending with PD above the truth's (NaN when there are none).
+    """
+    for name, table in (("truth", truth), ("start", start), ("after", after)):
+        missing = {"HE", "PD", "SIV"} - set(table.columns)
+        if missing:
+            raise ValueError(f"{name} lacks the metrics {sorted(missing)}")
+        if len(table) != len(truth):
+            raise ValueError(f"{name} has {len(table)} samples, truth has {len(truth)}")
+    if len(truth) == 0:
+        raise ValueError("the tables hold no sample")
+    frac = lambda m: float(m.double().mean())  # noqa: E731
+    above = after["PD"] > truth["PD"] + pd_tolerance
+    outside = start["PD"] <= truth["PD"]
+    return {
+        **{f"{k} fell": frac(after[k] < start[k]) for k in ("HE", "PD", "SIV")},
+        **{f"{k} rose": frac(after[k] > start[k]) for k in ("PD", "SIV")},
+        "PD above truth": frac(above),
+        "start outside": frac(outside),
+        "overshoot": frac(above[outside]) if bool(outside.any()) else float("nan"),
+    }

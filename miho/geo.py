@@ -29,14 +29,41 @@ Contact terms (``contact=``), all with the same optimiser and regularisers (Tabl
 
 Repulsion terms (``repulsion=``): ``"cpf"`` (E_rpl, elasticity ``k_rpl``: Table 5), ``"obman"``
 (Hasson et al.: ``r * tanh(depth / r)``, r = 2 cm, depth to the nearest object vertex, for every
-hand vertex inside the object by generalised winding number) or ``"none"`` (Table 3). Nearest
-neighbours and inside tests are refreshed every ``rpl_refresh`` iterations. :data:`BASELINES` holds the
-settings of the paper's ablations and :data:`GRASP_SYNTHESIS` those of Supp C.2 (attraction of
-Hasson et al. + E_rpl + L_anat, hand only), used to make grasps without a known CPF.
+hand vertex inside the object by generalised winding number) or ``"none"`` (Table 3). Each term
+is a function ``term(problem, frame) -> (B,)`` in :data:`CONTACT_TERMS` / :data:`REPULSION_TERMS`,
+chosen once per run. Nearest neighbours and inside tests are refreshed every ``rpl_refresh``
+iterations (:func:`find_neighbours`). :data:`BASELINES` holds the settings of the paper's
+ablations and :data:`GRASP_SYNTHESIS` those of Supp C.2 (attraction of Hasson et al. + E_rpl +
+L_anat, hand only), used to make grasps without a known CPF.
+
+E_rpl's pairs. The paper's Eq. 3 sums the repulsive springs over every (hand vertex, object
+vertex) pair closer than t_rpl = 20 mm, and that is the default (``rpl_neighbours=None``: pairs
+searched within ``rpl_search`` = 30 mm at each refresh, counted within t_rpl at each iteration).
+The official code keeps only each object vertex's 50 nearest hand vertices
+(``rpl_neighbours=50``, this package's default before issue 10). Where a hand touches an object,
+120-330 hand vertices lie within 20 mm of an object vertex, so the cap drops most pairs and,
+worse, stops the push from growing as the hand closes in: with the paper's length scale (1 m,
+``exp(-2x)`` is nearly 1 - 2x over 20 mm) each spring pushes about as hard 10 mm inside as 10 mm
+outside, so the push grows only with the number of pairs in range. Capped, E_rpl's push on
+disturbed held-out SynthHO grasps was -17 to -21 (a.u., median) from 10 mm outside to 10 mm
+inside the true grasp, against the attraction's +29 at the truth, and GeO took hands from any
+start, outside or inside, to about 1.5 mm deeper than the truth (from the truth itself too).
+Neither the start's direction nor the refresh every 10 iterations mattered (refreshing every
+iteration changed PD by 0.06 mm). With every pair the push grows from -28 at 10 mm outside to
+-47 at the truth, and from the same 32 disturbed starts the hands ended with PD 1.2 mm (truth
+2.2, capped 2.9) and below the truth's PD + 0.5 mm in 88 % of the samples (capped: 38 %), at the
+same hand error (README, "GeO from any direction"). Shorter length scales make things worse:
+a spring's projection on the normal of an object vertex other than the nearest is no signed
+distance, and with a few-mm scale those springs push many hands inwards.
+
+Objects must face outwards (positive :meth:`~miho.mesh.Meshes.signed_volumes`): E_rpl pushes
+along the vertex normals, so an inverted mesh would pull the hand in; :func:`optimize` refuses
+such objects with a ``ValueError`` naming the samples (:func:`inward_samples`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -44,8 +71,8 @@ from tqdm.auto import tqdm
 
 from miho import amano
 from miho import cpf as cpf_mod
-from miho.anchors import PALM, TIP_REGIONS, hand_regions
-from miho.checks import check_tensor
+from miho.anchors import PALM, TIP_REGIONS, HandRegions, hand_regions
+from miho.checks import check_batch, check_tensor
 from miho.geometry import nearest_vertex, nearest_vertex_inside, winding_number
 from miho.hand.model import HandModel
 from miho.mesh import Meshes, vertex_normals
@@ -68,12 +95,13 @@ class GeOConfig:
     plateau_threshold: float = 1e-4  # relative improvement that resets the plateau counter
     min_lr: float = 1e-5
     w_contact: float = 10.0  # official contact weight
-    w_repulsion: float = 2.0  # official: 0.5 (FHB), 2-6 (HO3D); 2 recovers perturbed grasps best here
+    w_repulsion: float = 2.0  # official: 0.5 (FHB), 2-6 (HO3D); 2 (chosen with the 50-nearest pairs, kept)
     w_anat: float = 1.0  # L_anat in radians, as Eq. 11 (weight 1)
     w_offset: float = 1.0  # L_offset in m^2 (mean squared vertex displacement), as Eq. 11
     k_rpl: float = cpf_mod.K_RPL
     t_rpl: float = cpf_mod.T_RPL
-    rpl_neighbours: int = 50
+    rpl_neighbours: int | None = None  # None: every pair within t_rpl (Eq. 3); n: the n nearest (official: 50)
+    rpl_search: float = 0.03  # pairs are searched within this distance at every refresh (official: 30 mm)
     rpl_refresh: int = 10  # recompute repulsion neighbours / inside tests every n iterations
     t_vc: float = cpf_mod.T_VC
     tip_anchor_weight: float = 1.0
@@ -98,7 +126,15 @@ class GeOConfig:
         if self.obman_inside not in ("winding", "normal"):
             raise ValueError(f"obman_inside must be 'winding' or 'normal', got {self.obman_inside!r}")
         if self.iterations < 0:
-            raise ValueError("iterations must be >= 0")
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.rpl_refresh < 1:
+            raise ValueError(f"rpl_refresh must be >= 1, got {self.rpl_refresh}")
+        if self.rpl_neighbours is not None and self.rpl_neighbours < 1:
+            raise ValueError(f"rpl_neighbours must be None or >= 1, got {self.rpl_neighbours}")
+        if self.rpl_search < self.t_rpl:
+            raise ValueError(f"rpl_search ({self.rpl_search} m) must be at least t_rpl ({self.t_rpl} m)")
+        if self.record_every < 0:
+            raise ValueError(f"record_every must be >= 0, got {self.record_every}")
 
 
 #: The paper's contact heuristics and ablations (Table 2, 3) as :class:`GeOConfig` overrides.
@@ -121,6 +157,10 @@ GRASP_SYNTHESIS = dict(
     obman_threshold=0.1,
     obman_alpha=0.05,
 )
+
+
+#: The loss terms :attr:`GeOResult.history` records, each (T, B).
+HISTORY_TERMS = ("total", "contact", "repulsion", "anat", "offset")
 
 
 @dataclass
@@ -148,45 +188,217 @@ class GeOResult:
     trajectory: dict = field(default_factory=dict)
 
 
-def _anchor_weights(region: torch.Tensor, cfg: GeOConfig) -> torch.Tensor:
-    tip = torch.isin(region, torch.tensor(TIP_REGIONS, device=region.device))
-    return torch.where(tip, cfg.tip_anchor_weight, cfg.other_anchor_weight)
+@dataclass
+class Problem:
+    """What stays fixed while GeO refines B samples, as the energy terms read it.
 
-
-def _vanilla_energy(anchors, tip_anchor, obj_verts, obj_mask, threshold):
-    """Fingertip anchors pulled to their nearest object vertex within ``threshold``: (B,)."""
-    tips = anchors[:, tip_anchor]
-    j = nearest_vertex(tips, obj_verts, obj_mask)
-    near = (tips - torch.gather(obj_verts, 1, j[..., None].expand(-1, -1, 3))).norm(dim=-1)
-    return 0.5 * torch.where(near < threshold, near, torch.zeros_like(near)).square().sum(-1)
-
-
-def _obman_energy(hand_verts, obj_verts, nearest, region_masks, cfg, inside):
-    """Hasson et al.'s attraction (contact-prone regions) and repulsion (``inside`` (B, V) hand
-    vertices), each (B,).
-
-    Distances are to the nearest object vertex, ``nearest`` (B, V) (searched without gradient
-    by :func:`miho.geometry.nearest_vertex`; the gradient flows through the chosen pair, as it would through a min).
+    cfg: the settings. field: the CPF on the objects' vertices (None without ``contact="cpf"``).
+    regions: the hand's subregions and anchors. objects: the B objects (topology and masks; their
+    vertices move). anchor_weight: (A,) weight of each anchor's springs (fingertips 1.0, others 0.1).
+    tip_anchor: (A,) bool, fingertip anchors. contact_prone: (6, V) bool, palm-side vertices of
+    the five fingertip regions and the palm (Hasson et al.'s contact-prone regions).
     """
-    j = nearest
-    oj = torch.gather(obj_verts, 1, j[..., None].expand(-1, -1, 3))
-    near = (hand_verts - oj).norm(dim=-1)
-    attraction = hand_verts.new_zeros(hand_verts.shape[0])
-    for mask in region_masks:
-        dr = near[:, mask].min(-1).values
-        on = dr < cfg.obman_threshold
-        attraction = attraction + torch.where(on, cfg.obman_alpha * torch.tanh(dr / cfg.obman_alpha), 0.0)
-    depth = torch.where(inside, near, torch.zeros_like(near))
-    return attraction, (cfg.obman_r * torch.tanh(depth / cfg.obman_r)).sum(-1)
+
+    cfg: GeOConfig
+    field: cpf_mod.CPF | None
+    regions: HandRegions
+    objects: Meshes
+    anchor_weight: torch.Tensor
+    tip_anchor: torch.Tensor
+    contact_prone: torch.Tensor
 
 
-def _inside(hand_verts, objects: Meshes, obj_verts):
-    """(B, V) bool: hand vertices inside their object, by generalised winding number (robust to
-    fingers that pass through a thin wall, unlike a nearest-normal test), without gradient."""
+@dataclass
+class Neighbours:
+    """Nearest-neighbour searches and inside tests of one refresh (no gradient; None: not
+    needed by the chosen terms). nearest: (B, V) long, each hand vertex's nearest object vertex.
+    inside: (B, V) bool, hand vertices inside their object. hand_index: (B, N, K) long, the K
+    nearest hand vertices of each object vertex (E_rpl's pairs with ``rpl_neighbours=K``). pairs:
+    (3, P) long, every (object vertex, hand vertex) pair closer than ``rpl_search`` (E_rpl's pairs
+    with ``rpl_neighbours=None``), as rows (sample b, flat object index b N + j, flat hand index
+    b V + i)."""
+
+    nearest: torch.Tensor | None = None
+    inside: torch.Tensor | None = None
+    hand_index: torch.Tensor | None = None
+    pairs: torch.Tensor | None = None
+
+
+@dataclass
+class Frame:
+    """One iteration's geometry: hand_verts (B, V, 3), obj_verts (B, N, 3) and their unit
+    outward obj_normals (B, N, 3), metres, and the :class:`Neighbours` of the last refresh."""
+
+    hand_verts: torch.Tensor
+    obj_verts: torch.Tensor
+    obj_normals: torch.Tensor
+    found: Neighbours
+
+    @functools.cached_property
+    def nearest_distance(self) -> torch.Tensor:
+        """(B, V) distance of every hand vertex to its nearest object vertex of the last refresh,
+        metres, computed once for every term that reads it (the gradient flows through that
+        pair, as it would through a min)."""
+        j = self.found.nearest[..., None].expand(-1, -1, 3)
+        return (self.hand_verts - torch.gather(self.obj_verts, 1, j)).norm(dim=-1)
+
+
+def find_neighbours(p: Problem, hand_verts: torch.Tensor, obj_verts: torch.Tensor, normals: torch.Tensor) -> Neighbours:
+    """The searches the chosen terms need (see :class:`Neighbours`), without gradient; GeO
+    refreshes them every ``cfg.rpl_refresh`` iterations."""
+    cfg, found = p.cfg, Neighbours()
     with torch.no_grad():
-        tris = torch.gather(obj_verts, 1, objects.faces.reshape(objects.batch, -1, 1).expand(-1, -1, 3))
-        w = winding_number(hand_verts, tris.reshape(objects.batch, -1, 3, 3), objects.face_mask)
-    return w.abs() > 0.5
+        if "obman" in (cfg.contact, cfg.repulsion):
+            omask = p.objects.vert_mask
+            if cfg.obman_inside == "normal":
+                found.inside, found.nearest = nearest_vertex_inside(hand_verts, obj_verts, normals, omask)
+            else:
+                tris = torch.gather(obj_verts, 1, p.objects.faces.reshape(len(obj_verts), -1, 1).expand(-1, -1, 3))
+                w = winding_number(hand_verts, tris.reshape(len(obj_verts), -1, 3, 3), p.objects.face_mask)
+                found.inside, found.nearest = w.abs() > 0.5, nearest_vertex(hand_verts, obj_verts, omask)
+        if cfg.repulsion == "cpf":
+            if cfg.rpl_neighbours is None:
+                found.pairs = pairs_within(hand_verts, obj_verts, p.objects.vert_mask, cfg.rpl_search)
+            else:
+                found.hand_index = cpf_mod.nearest_hand_vertices(hand_verts, obj_verts, cfg.rpl_neighbours)[0]
+    return found
+
+
+def cpf_contact(p: Problem, f: Frame) -> torch.Tensor:
+    """CPF attraction (Algorithm 1), anchors weighted by ``p.anchor_weight``: (B,), m^2."""
+    return cpf_mod.attraction_energy(p.regions.anchors(f.hand_verts), f.obj_verts, p.field, p.regions.anchor_region,
+                                     p.objects.vert_mask, p.cfg.t_vc, p.anchor_weight)  # fmt: skip
+
+
+def vanilla_contact(p: Problem, f: Frame) -> torch.Tensor:
+    """Fingertip anchors pulled to their nearest object vertex within ``vanilla_threshold``:
+    ``0.5 d^2`` each, (B,), m^2."""
+    tips = p.regions.anchors(f.hand_verts)[:, p.tip_anchor]
+    j = nearest_vertex(tips, f.obj_verts, p.objects.vert_mask)
+    d = (tips - torch.gather(f.obj_verts, 1, j[..., None].expand(-1, -1, 3))).norm(dim=-1)
+    return 0.5 * torch.where(d < p.cfg.vanilla_threshold, d, torch.zeros_like(d)).square().sum(-1)
+
+
+def obman_contact(p: Problem, f: Frame) -> torch.Tensor:
+    """Hasson et al.'s attraction: for each contact-prone region within ``obman_threshold``,
+    ``alpha tanh(d / alpha)`` of its closest vertex's distance d. (B,), metres."""
+    d = f.nearest_distance
+    attraction = d.new_zeros(d.shape[0])
+    for region in p.contact_prone:  # six regions
+        dr = d[:, region].min(-1).values
+        on = dr < p.cfg.obman_threshold
+        attraction = attraction + torch.where(on, p.cfg.obman_alpha * torch.tanh(dr / p.cfg.obman_alpha), 0.0)
+    return attraction
+
+
+def pairs_within(hand_verts: torch.Tensor, obj_verts: torch.Tensor, obj_mask: torch.Tensor, radius: float,
+                 chunk: int = 8) -> torch.Tensor:  # fmt: skip
+    """Every (object vertex, hand vertex) pair of a sample closer than ``radius`` metres, without
+    gradient, ``chunk`` samples per distance matrix: (3, P) long rows (sample b, flat object
+    index b N + j, flat hand index b V + i). hand_verts (B, V, 3), obj_verts (B, N, 3), obj_mask
+    (B, N) bool (padding never pairs)."""
+    (B, N), V = obj_verts.shape[:2], hand_verts.shape[1]
+    parts = []
+    with torch.no_grad():
+        for b in range(0, B, chunk):
+            near = torch.cdist(obj_verts[b : b + chunk], hand_verts[b : b + chunk]) < radius
+            parts.append((near & obj_mask[b : b + chunk, :, None]).nonzero())
+            parts[-1][:, 0] += b
+    found = torch.cat(parts)
+    s, j, i = found.unbind(1)
+    return torch.stack((s, s * N + j, s * V + i))
+
+
+def cpf_repulsion(p: Problem, f: Frame) -> torch.Tensor:
+    """E_rpl of Algorithm 1 (Eq. 2-3), ``0.5 k_rpl exp(-2 (h - v) . n)`` for every hand vertex h
+    within ``t_rpl`` of an object vertex v (normal n), among the pairs of the last refresh:
+    (B,). With ``rpl_neighbours=None`` those are all the pairs closer than ``rpl_search``; with
+    an int, each object vertex's that many nearest hand vertices
+    (:func:`miho.cpf.repulsion_energy`, the official code's shortcut)."""
+    cfg = p.cfg
+    if f.found.pairs is None:
+        return cpf_mod.repulsion_energy(f.hand_verts, f.obj_verts, f.obj_normals, p.objects.vert_mask, cfg.k_rpl,
+                                        cfg.t_rpl, neighbour_index=f.found.hand_index)  # fmt: skip
+    s, o, h = f.found.pairs
+    off = f.hand_verts.reshape(-1, 3)[h] - f.obj_verts.reshape(-1, 3)[o]
+    proj = (off * f.obj_normals.reshape(-1, 3)[o]).sum(-1)
+    spring = 0.5 * cfg.k_rpl * torch.exp(-2.0 * proj) * (off.square().sum(-1) <= cfg.t_rpl**2)
+    return f.hand_verts.new_zeros(len(f.hand_verts)).index_add(0, s, spring)
+
+
+def obman_repulsion(p: Problem, f: Frame) -> torch.Tensor:
+    """Hasson et al.'s repulsion: ``r tanh(depth / r)`` for every hand vertex inside its object,
+    depth its distance to the nearest object vertex. (B,), metres."""
+    d = f.nearest_distance
+    depth = torch.where(f.found.inside, d, torch.zeros_like(d))
+    return (p.cfg.obman_r * torch.tanh(depth / p.cfg.obman_r)).sum(-1)
+
+
+def no_repulsion(p: Problem, f: Frame) -> torch.Tensor:
+    """No repulsion (Table 3): zeros (B,)."""
+    return f.hand_verts.new_zeros(f.hand_verts.shape[0])
+
+
+#: Contact terms by :attr:`GeOConfig.contact`: ``term(problem, frame) -> (B,)``.
+CONTACT_TERMS = {"cpf": cpf_contact, "vanilla": vanilla_contact, "obman": obman_contact}
+#: Repulsion terms by :attr:`GeOConfig.repulsion`: ``term(problem, frame) -> (B,)``.
+REPULSION_TERMS = {"cpf": cpf_repulsion, "obman": obman_repulsion, "none": no_repulsion}
+
+
+def inward_samples(objects: Meshes) -> torch.Tensor:
+    """(B,) bool: objects whose faces point inwards, i.e. whose signed volume
+    (:meth:`miho.mesh.Meshes.signed_volumes`) is negative beyond rounding: below -1e-6 times the
+    cube of the longest side of the object's bounding box. Flat meshes and open fans of zero
+    volume are not flagged."""
+    if objects.batch == 0:
+        return torch.zeros(0, dtype=torch.bool, device=objects.verts.device)
+    m = objects.vert_mask[..., None]
+    hi = torch.where(m, objects.verts, -torch.inf).amax(1)
+    lo = torch.where(m, objects.verts, torch.inf).amin(1)
+    extent = (hi - lo).amax(-1).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    return objects.signed_volumes() < -1e-6 * extent**3
+
+
+def check_inputs(hand: HandModel, pose, objects, field, shape, trans, cfg: GeOConfig) -> None:
+    """Raise ``ValueError`` naming the argument unless the inputs of :func:`optimize` fit together
+    (shapes, batch sizes, a CPF on the objects' vertices, outward-facing objects)."""
+    check_tensor("pose", pose, (None, 16, 3))
+    B = pose.shape[0]
+    if not isinstance(objects, Meshes):
+        raise ValueError(f"objects must be a miho.mesh.Meshes, got {type(objects).__name__}")
+    check_batch("objects", objects.batch, B, "pose")
+    N = objects.verts.shape[1]
+    inward = inward_samples(objects)
+    if inward.any():
+        raise ValueError(f"objects samples {inward.nonzero()[:, 0].tolist()} face inwards (negative signed volume): "
+                         "GeO's repulsion would push those hands into them; flip their faces "
+                         "(faces[..., [0, 2, 1]]) or fix the meshes")  # fmt: skip
+    for name, value, size in (("shape", shape, hand.num_shape), ("trans", trans, 3)):
+        if value is None:
+            continue
+        check_tensor(name, value, None)
+        if value.shape not in ((size,), (1, size), (B, size)):
+            raise ValueError(f"{name} must have shape ({B}, {size}), (1, {size}) or ({size},), "
+                             f"got {tuple(value.shape)}")  # fmt: skip
+    if cfg.contact == "cpf":
+        if field is None:
+            raise ValueError("contact='cpf' needs a CPF (cpf=...)")
+        if not isinstance(field, cpf_mod.CPF):
+            raise ValueError(f"cpf must be a miho.cpf.CPF, got {type(field).__name__}")
+        if tuple(field.vc.shape) != (B, N):
+            raise ValueError(f"cpf must lie on the objects' vertices: shape ({B}, {N}), got {tuple(field.vc.shape)}")
+
+
+def empty_result(hand: HandModel, objects: Meshes, cfg: GeOConfig) -> GeOResult:
+    """The :class:`GeOResult` of an empty batch (B = 0), every tensor with its usual trailing shape."""
+    dev, dt = hand.device, hand.dtype
+    z = lambda *s: torch.zeros(*s, device=dev, dtype=dt)  # noqa: E731
+    recorded = len(range(0, cfg.iterations, cfg.record_every)) + 1 if cfg.record_every else 0
+    traj = dict(hand=z(recorded, 0, hand.num_vertices, 3), object=z(recorded, *objects.verts.shape)) if recorded else {}
+    return GeOResult(pose=z(0, 16, 3), trans=z(0, 3), shape=z(0, hand.num_shape), obj_rot=z(0, 3, 3), obj_trans=z(0, 3),
+                     hand_verts=z(0, hand.num_vertices, 3), obj_verts=objects.verts.to(dev, dt),
+                     skipped=torch.zeros(0, dtype=torch.bool, device=dev), lr=z(0),
+                     history={k: z(cfg.iterations, 0) for k in HISTORY_TERMS}, trajectory=traj)  # fmt: skip
 
 
 def optimize(
@@ -202,28 +414,36 @@ def optimize(
     """Refine B hand-object pairs together (see the module docstring).
 
     Args:
-        hand: the hand model (its device is used). pose: (B, 16, 3) initial pose.
-        objects: the B objects, posed in the same frame as the hand.
-        cpf: the contact field on the objects' vertices (needed for ``contact="cpf"``).
-        shape: (B, S) or None; trans: (B, 3) or None.
+        hand: the hand model (its device and dtype are used).
+        pose: (B, 16, 3) initial axis-angle pose, radians.
+        objects: the B objects (:class:`~miho.mesh.Meshes`), posed in the hand's frame, metres,
+            faces pointing outwards (positive :meth:`~miho.mesh.Meshes.signed_volumes`).
+        cpf: the contact field on the objects' vertices, (B, N) (needed for ``contact="cpf"``).
+        shape: (B, S), (1, S) or (S,) hand shape, or None (the mean hand).
+        trans: (B, 3), (1, 3) or (3,) hand translation, metres, or None (zero).
         config: a :class:`GeOConfig`; ``overrides`` replace single fields of it.
+
+    Returns:
+        :class:`GeOResult`; an empty batch (B = 0) gives an empty result.
+
+    Raises:
+        ValueError: misshapen or non-finite inputs, a batch mismatch, a CPF that does not lie on
+            the objects' vertices, or an object whose faces
+            point inwards (:func:`inward_samples`): GeO refuses it rather than flip it, because
+            its repulsion follows the vertex normals and would drive the hand into the object, and
+            a mesh that comes inverted is better fixed where it was made.
     """
     cfg = config or GeOConfig()
     if overrides:
         cfg = GeOConfig(**{**cfg.__dict__, **overrides})
+    check_inputs(hand, pose, objects, cpf, shape, trans, cfg)
     B = pose.shape[0]
-    check_tensor("pose", pose, (B, 16, 3))
-    if objects.batch != B:
-        raise ValueError(f"objects has batch {objects.batch}, pose has batch {B}")
-    check_tensor("object vertices", objects.verts, (B, None, 3))
-    if cfg.contact == "cpf" and cpf is None:
-        raise ValueError("contact='cpf' needs a CPF (cpf=...)")
+    if B == 0:
+        return empty_result(hand, objects, cfg)
     dev, dt = hand.device, hand.dtype
     pose = pose.to(dev, dt)
     shape = torch.zeros(B, hand.num_shape, device=dev, dtype=dt) if shape is None else shape.to(dev, dt).expand(B, -1)
     trans = torch.zeros(B, 3, device=dev, dtype=dt) if trans is None else trans.to(dev, dt).expand(B, -1)
-    check_tensor("shape", shape, (B, hand.num_shape))
-    check_tensor("trans", trans, (B, 3))
     objects = objects.to(dev, dt)
     regions = hand_regions(hand)
     rest = amano.rest_frames(hand, shape)
@@ -258,10 +478,15 @@ def optimize(
     opt = BatchAdam(params, scales, lr)
     plateau = BatchPlateau(lr, cfg.plateau_factor, cfg.plateau_patience, cfg.plateau_threshold, cfg.min_lr, skipped)
 
-    aw = _anchor_weights(regions.anchor_region, cfg).to(dt)
-    tip_anchor = torch.isin(regions.anchor_region, torch.tensor(TIP_REGIONS, device=dev))
-    obman_regions = [(regions.labels == r) & regions.palm_side for r in (*TIP_REGIONS, PALM)]
-    history = {k: [] for k in ("total", "contact", "repulsion", "anat", "offset")}
+    tip = regions.tip_anchor
+    problem = Problem(
+        cfg, cpf, regions, objects,
+        anchor_weight=torch.where(tip, cfg.tip_anchor_weight, cfg.other_anchor_weight).to(dt),
+        tip_anchor=tip,
+        contact_prone=torch.stack([(regions.labels == r) & regions.palm_side for r in (*TIP_REGIONS, PALM)]),
+    )  # fmt: skip
+    contact_energy, repulsion_energy = CONTACT_TERMS[cfg.contact], REPULSION_TERMS[cfg.repulsion]
+    history = {k: [] for k in HISTORY_TERMS}
     traj = {"hand": [], "object": []}
 
     def current():
@@ -273,55 +498,25 @@ def optimize(
         ov = ((v0 - centre[:, None]) @ R.transpose(-1, -2)) + centre[:, None] + d_otrans[:, None]
         return full_pose, out, R, ov
 
-    neighbours = {}
-
-    def losses(full_pose, out, ov, it):
-        normals = vertex_normals(ov, objects.faces, objects.face_mask)
-        if cfg.contact == "cpf":
-            contact = cpf_mod.attraction_energy(
-                regions.anchors(out.vertices), ov, cpf, regions.anchor_region, omask, cfg.t_vc, aw
-            )
-        elif cfg.contact == "vanilla":
-            contact = _vanilla_energy(regions.anchors(out.vertices), tip_anchor, ov, omask, cfg.vanilla_threshold)
-        obman = None
-        if "obman" in (cfg.contact, cfg.repulsion):
-            if it % max(cfg.rpl_refresh, 1) == 0 or "inside" not in neighbours:
-                with torch.no_grad():
-                    if cfg.obman_inside == "normal":
-                        inside, nearest = nearest_vertex_inside(out.vertices, ov, normals, omask)
-                    else:
-                        inside, nearest = _inside(out.vertices, objects, ov), nearest_vertex(out.vertices, ov, omask)
-                neighbours["inside"], neighbours["nearest"] = inside, nearest
-            obman = _obman_energy(out.vertices, ov, neighbours["nearest"], obman_regions, cfg, neighbours["inside"])
-        if cfg.contact == "obman":
-            contact = obman[0]
-        rpl = torch.zeros_like(contact)
-        if cfg.repulsion == "obman":
-            rpl = obman[1]
-        elif cfg.repulsion == "cpf":
-            if it % max(cfg.rpl_refresh, 1) == 0 or "index" not in neighbours:
-                neighbours["index"] = cpf_mod.nearest_hand_vertices(out.vertices, ov, cfg.rpl_neighbours)[0]
-            rpl = cpf_mod.repulsion_energy(
-                out.vertices, ov, normals, omask, cfg.k_rpl, cfg.t_rpl, neighbour_index=neighbours["index"]
-            )
-        anat = amano.anatomical_loss(full_pose, rest)
-        off_h = (out.vertices - init.vertices).square().sum(-1).mean(-1)
-        off_o = ((ov - v0).square().sum(-1) * omask).sum(-1) / omask.sum(-1).clamp_min(1)
-        offset = off_h + off_o
-        total = cfg.w_contact * contact + cfg.w_repulsion * rpl + cfg.w_anat * anat + cfg.w_offset * offset
-        return total, dict(contact=contact, repulsion=rpl, anat=anat, offset=offset)
-
     for it in tqdm(range(cfg.iterations), disable=not cfg.progress, desc="GeO", leave=False):
         full_pose, out, R, ov = current()
-        total, terms = losses(full_pose, out, ov, it)
+        normals = vertex_normals(ov, objects.faces, objects.face_mask)
+        if it % cfg.rpl_refresh == 0:
+            found = find_neighbours(problem, out.vertices, ov, normals)
+        frame = Frame(out.vertices, ov, normals, found)
+        terms = dict(contact=contact_energy(problem, frame), repulsion=repulsion_energy(problem, frame),
+                     anat=amano.anatomical_loss(full_pose, rest),
+                     offset=(out.vertices - init.vertices).square().sum(-1).mean(-1)
+                     + ((ov - v0).square().sum(-1) * omask).sum(-1) / omask.sum(-1).clamp_min(1))  # fmt: skip
+        total = (cfg.w_contact * terms["contact"] + cfg.w_repulsion * terms["repulsion"]
+                 + cfg.w_anat * terms["anat"] + cfg.w_offset * terms["offset"])  # fmt: skip
         if not bool(torch.isfinite(total).all()):
             raise FloatingPointError(f"GeO: non-finite loss at iteration {it} for samples "
                                      f"{(~torch.isfinite(total)).nonzero()[:, 0].tolist()}")  # fmt: skip
         (total * (~skipped)).sum().backward()
         opt.step()
         plateau.step(total.detach())
-        history["total"].append(total.detach())
-        for k, v in terms.items():
+        for k, v in (("total", total), *terms.items()):
             history[k].append(v.detach())
         if cfg.record_every and it % cfg.record_every == 0:
             traj["hand"].append(out.vertices.detach().cpu())

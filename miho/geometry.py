@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from miho.checks import check_device, check_index, check_mask, check_points, check_tensor
+
 
 def ray_triangle_hits(
     origins: torch.Tensor, dirs: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor, eps: float = 1e-12
@@ -41,26 +43,53 @@ def ray_triangle_hits(
 
 
 def _check_queries(points: torch.Tensor, tris: torch.Tensor, face_mask: torch.Tensor | None) -> None:
-    if not isinstance(points, torch.Tensor) or points.dim() != 3 or points.shape[-1] != 3:
-        raise ValueError(f"points must be a tensor of shape (B, M, 3), got {tuple(getattr(points, 'shape', ()))}")
-    if not isinstance(tris, torch.Tensor) or tris.dim() != 4 or tris.shape[0] != points.shape[0]:
-        raise ValueError(f"tris must be a tensor of shape (B={points.shape[0]}, F, 3, 3), got {tuple(tris.shape)}")
-    if tris.shape[2:] != (3, 3):
-        raise ValueError(f"tris must have shape (B, F, 3, 3), got {tuple(tris.shape)}")
-    if face_mask is not None and face_mask.shape != tris.shape[:2]:
-        raise ValueError(f"face_mask must have shape {tuple(tris.shape[:2])}, got {tuple(face_mask.shape)}")
-    for name, t in (("points", points), ("tris", tris)):
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or inf")
+    """Points (B, M, 3) and triangles (B, F, 3, 3) of one dtype and device, finite; face_mask (B, F) bool."""
+    check_points("points", points)
+    B = points.shape[0]
+    check_tensor("tris", tris, (B, None, 3, 3))
+    _same_kind("tris", tris, points)
+    if face_mask is not None:
+        check_mask("face_mask", face_mask, tuple(tris.shape[:2]))
+        check_device("face_mask", face_mask, points.device, "points")
 
 
-def _blocks(m: int, f: int, batch: int, chunk: int | None, device: torch.device) -> tuple[int, int]:
-    """Block sizes (points, faces) holding at most about ``chunk`` point-face pairs (all samples)."""
+def _same_kind(name: str, t: torch.Tensor, points: torch.Tensor) -> None:
+    """``t`` must have the dtype and device of ``points``."""
+    check_device(name, t, points.device, "points")
+    if t.dtype != points.dtype:
+        raise ValueError(f"{name} is {t.dtype} but points are {points.dtype}: pass both in one dtype")
+
+
+def _check_chunk(chunk) -> None:
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
+
+
+def _pair_blocks(p: torch.Tensor, stacked: torch.Tensor, parts: int, chunk: int | None):
+    """Blocks of the point-triangle products behind :func:`point_triangle_distance` and
+    :func:`winding_number`, about ``chunk`` pairs each (None: 2^20 on the CPU, 2^24 on a GPU).
+
+    Args:
+        p: (B, M, 3) points. stacked: (B, 3, parts * F), ``parts`` per-triangle vectors side by
+            side (all triangles' first vector, then all second ones...).
+
+    Yields:
+        (points slice, faces slice, products): ``products`` is a tuple of ``parts`` (B, m, f)
+        tensors, the dot products of the points of the block with each per-triangle vector.
+    """
+    B, M = p.shape[:2]
+    F = stacked.shape[2] // parts
     if chunk is None:
-        chunk = 1 << 24 if device.type == "cuda" else 1 << 20
-    per = max(1, chunk // max(batch, 1))
-    fb = max(1, min(f, per))
-    return max(1, min(m, per // fb)), fb
+        chunk = 1 << 24 if p.device.type == "cuda" else 1 << 20
+    per = max(1, chunk // max(B, 1))
+    fb = max(1, min(F, per))
+    mb = max(1, min(M, per // fb))
+    for f0 in range(0, F, fb):
+        f1 = min(F, f0 + fb)
+        cols = torch.cat([torch.arange(f0, f1, device=p.device) + j * F for j in range(parts)])
+        W = stacked[:, :, cols]
+        for m0 in range(0, M, mb):
+            yield slice(m0, m0 + mb), slice(f0, f1), (p[:, m0 : m0 + mb] @ W).split(f1 - f0, -1)
 
 
 def _centre(tris: torch.Tensor) -> torch.Tensor:
@@ -98,6 +127,37 @@ def _closest_params(d1, d2, aa, bb, ab_ac):
     return s.clamp(0, 1), t.clamp(0, 1)
 
 
+def _corner_edges(tris: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centre c0 (B, 1, 3) and, relative to it, corner a and edges ab, ac (B, F, 3) of each
+    triangle; a degenerate (zero-area) triangle is replaced by its longest edge written as
+    (p, q, q), for which the region tests of :func:`_closest_params` reduce exactly to the
+    point-segment case (no NaN)."""
+    c0 = _centre(tris)
+    a, b, c = (tris - c0[:, :, None]).unbind(2)
+    e2 = torch.stack(((b - a).pow(2).sum(-1), (c - b).pow(2).sum(-1), (a - c).pow(2).sum(-1)), -1)
+    longest, k = e2.max(-1)
+    nrm2 = torch.linalg.cross(b - a, c - a).pow(2).sum(-1)  # (2 area)^2
+    degenerate = nrm2 <= (64 * torch.finfo(tris.dtype).eps * longest).pow(2)
+    if bool(degenerate.any()):  # (p, q, q) with p -> q the longest edge
+        k0, k1 = (k == 0)[..., None], (k == 1)[..., None]
+        p0 = torch.where(k0, a, torch.where(k1, b, c))
+        q0 = torch.where(k0, b, torch.where(k1, c, a))
+        dg = degenerate[..., None]
+        a, b, c = torch.where(dg, p0, a), torch.where(dg, q0, b), torch.where(dg, q0, c)
+    return c0, a, b - a, c - a
+
+
+def _offsets(p: torch.Tensor, a: torch.Tensor, ab: torch.Tensor, ac: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """(B, M, 3) offsets p - q from the closest point q of triangle ``face`` (B, M) (long, valid
+    indices) to each point p (B, M, 3); a, ab, ac as :func:`_corner_edges` gives them."""
+    g = face[..., None].expand(-1, -1, 3)
+    A, AB, AC = a.gather(1, g), ab.gather(1, g), ac.gather(1, g)
+    ap = p - A
+    s, t = _closest_params((ap * AB).sum(-1), (ap * AC).sum(-1), (AB * AB).sum(-1), (AC * AC).sum(-1),
+                           (AB * AC).sum(-1))  # fmt: skip
+    return ap - s[..., None] * AB - t[..., None] * AC
+
+
 def point_triangle_distance(
     points: torch.Tensor, tris: torch.Tensor, face_mask: torch.Tensor | None = None, chunk: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,66 +173,66 @@ def point_triangle_distance(
 
     Args:
         points: (B, M, 3) query points (metres, or any unit: the result is in the same unit).
-        tris: (B, F, 3, 3) triangle corners, e.g. :meth:`miho.mesh.Meshes.triangles`.
+        tris: (B, F, 3, 3) triangle corners, e.g. :meth:`miho.mesh.Meshes.triangles`, of the
+            points' dtype and device.
         face_mask: (B, F) bool, False for padded faces (ignored), or None (all real).
         chunk: point-triangle pairs evaluated at once (bounds memory at roughly 60 bytes per
             pair in float32); None: 2^20 on the CPU, 2^24 on a GPU.
 
     Returns:
         dist: (B, M) distance to the closest real triangle (inf if a sample has none);
-        face: (B, M) long index of that triangle (-1 if none).
+        face: (B, M) long index of that triangle (-1 if none). Empty when B or M is 0.
     """
     _check_queries(points, tris, face_mask)
+    _check_chunk(chunk)
     B, M, F = points.shape[0], points.shape[1], tris.shape[1]
-    c0 = _centre(tris)
+    if B == 0 or M == 0 or F == 0:
+        return points.new_full((B, M), float("inf")), torch.full((B, M), -1, dtype=torch.long, device=points.device)
+    c0, a, ab, ac = _corner_edges(tris)
     p = points - c0
-    a, b, c = (tris - c0[:, :, None]).unbind(2)
-    e2 = torch.stack(((b - a).pow(2).sum(-1), (c - b).pow(2).sum(-1), (a - c).pow(2).sum(-1)), -1)
-    longest, k = e2.max(-1)
-    nrm2 = torch.linalg.cross(b - a, c - a).pow(2).sum(-1)  # (2 area)^2
-    degenerate = nrm2 <= (64 * torch.finfo(tris.dtype).eps * longest).pow(2)
-    if bool(degenerate.any()):  # (p, q, q) with p -> q the longest edge
-        k0, k1 = (k == 0)[..., None], (k == 1)[..., None]
-        p0 = torch.where(k0, a, torch.where(k1, b, c))
-        q0 = torch.where(k0, b, torch.where(k1, c, a))
-        dg = degenerate[..., None]
-        a, b, c = torch.where(dg, p0, a), torch.where(dg, q0, b), torch.where(dg, q0, c)
-    ab, ac = b - a, c - a
     aa, bb, ab_ac = (ab * ab).sum(-1), (ac * ac).sum(-1), (ab * ac).sum(-1)  # (B, F)
     a_ab, a_ac, a_a = (a * ab).sum(-1), (a * ac).sum(-1), (a * a).sum(-1)
     stacked = torch.cat((ab, ac, a), 1).transpose(1, 2)  # (B, 3, 3F)
     pp = (p * p).sum(-1)
     best = torch.full((B, M), float("inf"), dtype=p.dtype, device=p.device)
     arg = torch.zeros((B, M), dtype=torch.long, device=p.device)
-    mb, fb = _blocks(M, F, B, chunk, p.device)
-    for f0 in range(0, F, fb):
-        f1 = min(F, f0 + fb)
-        cols = torch.cat([torch.arange(f0, f1, device=p.device) + j * F for j in range(3)])
-        W = stacked[:, :, cols]
-        sl = (slice(None), None, slice(f0, f1))
-        for m0 in range(0, M, mb):
-            q = p[:, m0 : m0 + mb]
-            pab, pac, pa = (q @ W).split(f1 - f0, -1)  # (B, m, f) each
-            d1, d2 = pab - a_ab[sl], pac - a_ac[sl]
-            s, t = _closest_params(d1, d2, aa[sl], bb[sl], ab_ac[sl])
-            ap2 = pp[:, m0 : m0 + mb, None] - 2 * pa + a_a[sl]
-            dist2 = ap2 - 2 * (s * d1 + t * d2) + s * s * aa[sl] + 2 * s * t * ab_ac[sl] + t * t * bb[sl]
-            if face_mask is not None:
-                dist2 = dist2.masked_fill(~face_mask[sl], float("inf"))
-            dmin, amin = dist2.min(-1)
-            ms = slice(m0, m0 + mb)
-            better = dmin < best[:, ms]
-            best[:, ms] = torch.where(better, dmin, best[:, ms])
-            arg[:, ms] = torch.where(better, amin + f0, arg[:, ms])
+    for ms, fs, (pab, pac, pa) in _pair_blocks(p, stacked, 3, chunk):
+        sl = (slice(None), None, fs)
+        d1, d2 = pab - a_ab[sl], pac - a_ac[sl]
+        s, t = _closest_params(d1, d2, aa[sl], bb[sl], ab_ac[sl])
+        ap2 = pp[:, ms, None] - 2 * pa + a_a[sl]
+        dist2 = ap2 - 2 * (s * d1 + t * d2) + s * s * aa[sl] + 2 * s * t * ab_ac[sl] + t * t * bb[sl]
+        if face_mask is not None:
+            dist2 = dist2.masked_fill(~face_mask[sl], float("inf"))
+        dmin, amin = dist2.min(-1)
+        better = dmin < best[:, ms]
+        best[:, ms] = torch.where(better, dmin, best[:, ms])
+        arg[:, ms] = torch.where(better, amin + fs.start, arg[:, ms])
     # Exact distance to the chosen triangle, from the coordinates.
-    g = arg[..., None].expand(-1, -1, 3)
-    A, AB, AC = a.gather(1, g), ab.gather(1, g), ac.gather(1, g)
-    ap = p - A
-    s, t = _closest_params((ap * AB).sum(-1), (ap * AC).sum(-1), (AB * AB).sum(-1), (AC * AC).sum(-1),
-                           (AB * AC).sum(-1))  # fmt: skip
-    dist = (ap - s[..., None] * AB - t[..., None] * AC).norm(dim=-1)
+    dist = _offsets(p, a, ab, ac, arg).norm(dim=-1)
     none = torch.isinf(best)
     return dist.masked_fill(none, float("inf")), arg.masked_fill(none, -1)
+
+
+def closest_points(points: torch.Tensor, tris: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """The closest point to each query point on one given triangle each (e.g. the ``face``
+    :func:`point_triangle_distance` returns), by the same region tests.
+
+    Args:
+        points: (B, M, 3). tris: (B, F, 3, 3) of the points' dtype and device.
+        face: (B, M) integer indices into each sample's F triangles.
+
+    Returns:
+        (B, M, 3) points on the triangles, in the points' unit.
+    """
+    _check_queries(points, tris, None)
+    B, M = points.shape[:2]
+    check_index("face", face, (B, M), tris.shape[1], what="triangles")
+    check_device("face", face, points.device, "points")
+    if face.numel() == 0:
+        return points.clone()
+    c0, a, ab, ac = _corner_edges(tris)
+    return points - _offsets(points - c0, a, ab, ac, face.long())
 
 
 def winding_number(
@@ -194,15 +254,20 @@ def winding_number(
     contribute 0.
 
     Args:
-        points: (B, M, 3). tris: (B, F, 3, 3). face_mask: (B, F) bool or None (all real).
+        points: (B, M, 3). tris: (B, F, 3, 3) of the points' dtype and device. face_mask:
+            (B, F) bool or None (all real).
         chunk: point-triangle pairs evaluated at once (about 50 bytes each in float32); None:
             2^20 on the CPU, 2^24 on a GPU.
 
     Returns:
-        (B, M) winding numbers (dimensionless).
+        (B, M) winding numbers (dimensionless); 0 where a sample has no triangle.
     """
     _check_queries(points, tris, face_mask)
+    _check_chunk(chunk)
     B, M, F = points.shape[0], points.shape[1], tris.shape[1]
+    out = points.new_zeros(B, M)
+    if B == 0 or M == 0 or F == 0:
+        return out
     c0 = _centre(tris)
     p = points - c0
     a, b, c = (tris - c0[:, :, None]).unbind(2)
@@ -212,38 +277,82 @@ def winding_number(
     a_b, a_c, b_c = (a * b).sum(-1), (a * c).sum(-1), (b * c).sum(-1)
     stacked = torch.cat((n, a, b, c), 1).transpose(1, 2)  # (B, 3, 4F)
     pp = (p * p).sum(-1)
-    out = torch.zeros(B, M, dtype=p.dtype, device=p.device)
-    mb, fb = _blocks(M, F, B, chunk, p.device)
-    for f0 in range(0, F, fb):
-        f1 = min(F, f0 + fb)
-        cols = torch.cat([torch.arange(f0, f1, device=p.device) + j * F for j in range(4)])
-        W = stacked[:, :, cols]
-        sl = (slice(None), None, slice(f0, f1))
-        for m0 in range(0, M, mb):
-            q = p[:, m0 : m0 + mb]
-            P = pp[:, m0 : m0 + mb, None]
-            pn, pa, pb, pc = (q @ W).split(f1 - f0, -1)  # (B, m, f) each
-            lx = (P - 2 * pa + a_a[sl]).clamp_min(0).sqrt()
-            ly = (P - 2 * pb + b_b[sl]).clamp_min(0).sqrt()
-            lz = (P - 2 * pc + c_c[sl]).clamp_min(0).sqrt()
-            den = lx * ly * lz + (a_b[sl] - pa - pb + P) * lz + (a_c[sl] - pa - pc + P) * ly
-            den = den + (b_c[sl] - pb - pc + P) * lx
-            omega = torch.atan2(a_n[sl] - pn, den)  # half the solid angle
-            if face_mask is not None:
-                omega = omega * face_mask[sl]
-            out[:, m0 : m0 + mb] += omega.sum(-1)
+    for ms, fs, (pn, pa, pb, pc) in _pair_blocks(p, stacked, 4, chunk):
+        sl = (slice(None), None, fs)
+        P = pp[:, ms, None]
+        lx = (P - 2 * pa + a_a[sl]).clamp_min(0).sqrt()
+        ly = (P - 2 * pb + b_b[sl]).clamp_min(0).sqrt()
+        lz = (P - 2 * pc + c_c[sl]).clamp_min(0).sqrt()
+        den = lx * ly * lz + (a_b[sl] - pa - pb + P) * lz + (a_c[sl] - pa - pc + P) * ly
+        den = den + (b_c[sl] - pb - pc + P) * lx
+        omega = torch.atan2(a_n[sl] - pn, den)  # half the solid angle
+        if face_mask is not None:
+            omega = omega * face_mask[sl]
+        out[:, ms] += omega.sum(-1)
     return out / (2 * torch.pi)
 
 
-def nearest_vertex(points: torch.Tensor, verts: torch.Tensor, vert_mask: torch.Tensor | None = None,
-                   chunk: int = 8) -> torch.Tensor:  # fmt: skip
-    """Index (B, M) of each point's nearest vertex, padding (``vert_mask`` False) never chosen;
-    computed without gradient, ``chunk`` samples per distance matrix. points (B, M, 3), verts (B, N, 3)."""
+def knn(
+    points: torch.Tensor,
+    verts: torch.Tensor,
+    k: int = 1,
+    vert_mask: torch.Tensor | None = None,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest vertices of every query point, for a batch, without gradient.
+
+    Euclidean distances (``torch.cdist``) in blocks of about ``chunk`` point-vertex pairs (whole
+    samples together while they fit, else a sample's points in slices); padded vertices
+    (``vert_mask`` False) are never chosen. For k = 1 ties go to the lowest index. GeO calls it
+    in every iteration, so NaN / inf are looked for only in CPU tensors (no device sync).
+
+    Args:
+        points: (B, M, 3) query points. verts: (B, N, 3) vertices, same dtype and device.
+        k: neighbours per point, 1 <= k <= N.
+        vert_mask: (B, N) bool of the real vertices, or None (all real).
+        chunk: point-vertex pairs per distance matrix (None: 2^22 on the CPU, 2^26 on a GPU).
+
+    Returns:
+        dist: (B, M, k) distances in increasing order, in the points' unit (inf where a sample
+        has fewer than k real vertices); idx: (B, M, k) long vertex indices (-1 there).
+    """
+    check_tensor("points", points, (None, None, 3), finite="cpu")  # called in optimiser loops: no sync
+    B, M = points.shape[:2]
+    check_tensor("verts", verts, (B, None, 3), finite="cpu")
+    N = verts.shape[1]
+    _same_kind("verts", verts, points)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max(N, 1):
+        raise ValueError(f"k must be an int in [1, {N}] (the vertex count), got {k!r}")
+    if vert_mask is not None:
+        check_mask("vert_mask", vert_mask, (B, N))
+        check_device("vert_mask", vert_mask, points.device, "points")
+    _check_chunk(chunk)
+    dist = points.new_full((B, M, k), float("inf"))
+    idx = torch.full((B, M, k), -1, dtype=torch.long, device=points.device)
+    if B == 0 or M == 0 or N == 0:
+        return dist, idx
+    if chunk is None:
+        chunk = 1 << 26 if points.device.type == "cuda" else 1 << 22
+    samples = max(1, chunk // (M * N))
+    rows = M if samples > 1 else max(1, chunk // N)
     with torch.no_grad():
-        if vert_mask is not None:
-            verts = torch.where(vert_mask[..., None], verts, torch.full_like(verts, 1e6))
-        return torch.cat([torch.cdist(points[b : b + chunk], verts[b : b + chunk]).argmin(-1)
-                          for b in range(0, points.shape[0], chunk)])  # fmt: skip
+        for b0 in range(0, B, samples):
+            bs = slice(b0, b0 + samples)
+            for m0 in range(0, M, rows):
+                ms = slice(m0, m0 + rows)
+                d = torch.cdist(points[bs, ms], verts[bs])
+                if vert_mask is not None:
+                    d = d.masked_fill(~vert_mask[bs, None, :], float("inf"))
+                dk, ik = d.min(-1, keepdim=True) if k == 1 else d.topk(k, dim=-1, largest=False)
+                dist[bs, ms], idx[bs, ms] = dk, ik.masked_fill(torch.isinf(dk), -1)
+    return dist, idx
+
+
+def nearest_vertex(points: torch.Tensor, verts: torch.Tensor, vert_mask: torch.Tensor | None = None,
+                   chunk: int | None = None) -> torch.Tensor:  # fmt: skip
+    """Index (B, M) of each point's nearest vertex (:func:`knn` with k = 1): padding
+    (``vert_mask`` False) never chosen, no gradient. points (B, M, 3), verts (B, N, 3), N >= 1."""
+    return knn(points, verts, 1, vert_mask, chunk)[1][..., 0]
 
 
 def nearest_vertex_inside(

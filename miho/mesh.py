@@ -8,11 +8,25 @@ summed over, so every batched kernel treats each mesh as if it were alone. Metre
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
-from miho.checks import check_tensor
+from miho.checks import check_device, check_faces, check_mask, check_tensor
+
+
+def gather_triangles(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Corner positions of every face, for a batch.
+
+    Args:
+        verts: (B, N, 3). faces: (B, F, 3) long indices into each sample's vertices.
+
+    Returns:
+        (B, F, 3, 3): ``out[b, f, k]`` is ``verts[b, faces[b, f, k]]``.
+    """
+    B, F = faces.shape[:2]
+    return torch.gather(verts, 1, faces.reshape(B, F * 3, 1).expand(-1, -1, 3)).reshape(B, F, 3, 3)
 
 
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, face_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -24,8 +38,7 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, face_mask: torch.Te
     Returns:
         (B, N, 3); a vertex on no real face gets a zero normal.
     """
-    B = verts.shape[0]
-    tri = torch.gather(verts, 1, faces.reshape(B, -1, 1).expand(-1, -1, 3)).reshape(B, -1, 3, 3)
+    tri = gather_triangles(verts, faces)
     fn = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])  # 2 * area * n
     if face_mask is not None:
         fn = fn * face_mask[..., None]
@@ -39,7 +52,10 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor, face_mask: torch.Te
 class Meshes:
     """B triangle meshes padded to common sizes.
 
-    verts: (B, N, 3) metres. faces: (B, F, 3) long. vert_mask: (B, N) bool. face_mask: (B, F) bool.
+    verts: (B, N, 3) floating, metres. faces: (B, F, 3) integer (stored as long). vert_mask:
+    (B, N) bool. face_mask: (B, F) bool. Every mesh has at least one real vertex and one real
+    face, every face indexes [0, N) and every real face only real vertices; a batch may be
+    empty (B = 0). The constructor raises ``ValueError`` (naming the field) otherwise.
     """
 
     verts: torch.Tensor
@@ -48,31 +64,51 @@ class Meshes:
     face_mask: torch.Tensor
 
     def __post_init__(self) -> None:
-        B = self.verts.shape[0]
-        check_tensor("verts", self.verts, (B, None, 3))
-        if self.faces.dim() != 3 or self.faces.shape[0] != B or self.faces.shape[2] != 3:
-            raise ValueError(f"faces must have shape (B={B}, F, 3), got {tuple(self.faces.shape)}")
-        if self.vert_mask.shape != self.verts.shape[:2] or self.face_mask.shape != self.faces.shape[:2]:
-            raise ValueError("vert_mask / face_mask must match verts (B, N) / faces (B, F)")
+        check_tensor("verts", self.verts, (None, None, 3))
+        B, N = self.verts.shape[:2]
+        if B > 0 and N == 0:
+            raise ValueError("verts hold no vertex (N = 0): every mesh needs at least one")
+        check_faces("faces", self.faces, N, batch=B, allow_empty=B == 0)
+        F = self.faces.shape[1]
+        check_mask("vert_mask", self.vert_mask, (B, N))
+        check_mask("face_mask", self.face_mask, (B, F))
+        for name in ("faces", "vert_mask", "face_mask"):
+            check_device(name, getattr(self, name), self.verts.device, "verts")
+        self.faces = self.faces.long()
+        if B == 0 or self.verts.device.type == "meta":
+            return
+        real_faces = self.vert_mask.gather(1, self.faces.reshape(B, -1)).view(B, F, 3).all(-1)
+        flags = torch.stack((~self.vert_mask.any(1), ~self.face_mask.any(1), (self.face_mask & ~real_faces).any(1)))
+        no_vert, no_face, padded_corner = flags.tolist()
+        for problem, bad in (("no real vertex (vert_mask is all False)", no_vert),
+                             ("no real face (face_mask is all False)", no_face),
+                             ("a real face on a padded vertex (vert_mask False)", padded_corner)):  # fmt: skip
+            if any(bad):
+                raise ValueError(f"mesh {bad.index(True)} of the batch has {problem}")
 
     @classmethod
     def from_list(cls, meshes, device=None, dtype=torch.float32) -> "Meshes":
-        """From a list of (verts (Ni, 3), faces (Fi, 3)) tensors or arrays."""
-        if len(meshes) == 0:
-            raise ValueError("Meshes.from_list needs at least one mesh")
-        vs = [torch.as_tensor(v, dtype=dtype, device=device) for v, _ in meshes]
-        fs = [torch.as_tensor(f, dtype=torch.long, device=device) for _, f in meshes]
-        for i, (v, f) in enumerate(zip(vs, fs)):
-            check_tensor(f"mesh {i} vertices", v, (None, 3))
-            if f.dim() != 2 or f.shape[1] != 3 or f.numel() == 0:
-                raise ValueError(f"mesh {i} faces must have shape (F, 3) with F > 0, got {tuple(f.shape)}")
-            if int(f.min()) < 0 or int(f.max()) >= v.shape[0]:
-                raise ValueError(f"mesh {i} faces index vertices outside [0, {v.shape[0]})")
-        N, F = max(v.shape[0] for v in vs), max(f.shape[0] for f in fs)
-        verts = torch.zeros(len(vs), N, 3, dtype=dtype, device=device)
-        faces = torch.zeros(len(vs), F, 3, dtype=torch.long, device=device)
-        vm = torch.zeros(len(vs), N, dtype=torch.bool, device=device)
-        fm = torch.zeros(len(vs), F, dtype=torch.bool, device=device)
+        """From a list of (verts (Ni, 3) floating, faces (Fi, 3) integer) tensors or arrays, each
+        with Ni >= 1 and Fi >= 1; an empty list gives an empty batch (B = N = F = 0)."""
+        if not isinstance(meshes, (list, tuple)):
+            raise ValueError(f"meshes must be a list of (verts, faces) pairs, got {type(meshes).__name__}")
+        vs, fs = [], []
+        for i, pair in enumerate(meshes):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"meshes[{i}] must be a (verts, faces) pair")
+            v, f = (torch.as_tensor(x, device=device) for x in pair)
+            check_tensor(f"meshes[{i}] verts", v, (None, 3))
+            if v.shape[0] == 0:
+                raise ValueError(f"meshes[{i}] verts hold no vertex")
+            check_faces(f"meshes[{i}] faces", f, v.shape[0])
+            vs.append(v.to(dtype))
+            fs.append(f.long())
+        B = len(vs)
+        N, F = max((v.shape[0] for v in vs), default=0), max((f.shape[0] for f in fs), default=0)
+        verts = torch.zeros(B, N, 3, dtype=dtype, device=device)
+        faces = torch.zeros(B, F, 3, dtype=torch.long, device=device)
+        vm = torch.zeros(B, N, dtype=torch.bool, device=device)
+        fm = torch.zeros(B, F, dtype=torch.bool, device=device)
         for i, (v, f) in enumerate(zip(vs, fs)):
             verts[i, : len(v)], faces[i, : len(f)] = v, f
             vm[i, : len(v)], fm[i, : len(f)] = True, True
@@ -82,14 +118,37 @@ class Meshes:
     def batch(self) -> int:
         return self.verts.shape[0]
 
+    def mesh(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mesh ``b`` of the batch without its padding: verts (Nb, 3) and faces (Fb, 3) long,
+        renumbered to index those vertices (in their order in the batch)."""
+        if isinstance(b, bool) or not isinstance(b, (int, numbers.Integral)):
+            raise ValueError(f"b must be an int, got {type(b).__name__}")
+        b = int(b)
+        if not -self.batch <= b < self.batch:
+            raise ValueError(f"b must be in [{-self.batch}, {self.batch}), got {b!r}")
+        vm, fm = self.vert_mask[b], self.face_mask[b]
+        faces = self.faces[b][fm]
+        if bool(vm.all()):
+            return self.verts[b], faces
+        remap = torch.cumsum(vm.long(), 0) - 1
+        return self.verts[b][vm], remap[faces]
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3) lowest and (B, 3) highest coordinates of each mesh's real vertices, metres."""
+        if self.verts.shape[1] == 0:  # only an empty batch has no vertex
+            return self.verts.new_zeros(0, 3), self.verts.new_zeros(0, 3)
+        big = torch.finfo(self.verts.dtype).max
+        lo = self.verts.masked_fill(~self.vert_mask[..., None], big).amin(1)
+        hi = self.verts.masked_fill(~self.vert_mask[..., None], -big).amax(1)
+        return lo, hi
+
     def normals(self) -> torch.Tensor:
         """(B, N, 3) area-weighted unit vertex normals (zero on padding)."""
         return vertex_normals(self.verts, self.faces, self.face_mask) * self.vert_mask[..., None]
 
     def triangles(self) -> torch.Tensor:
         """(B, F, 3, 3) corner positions of every face (padding: three copies of vertex 0)."""
-        B = self.batch
-        return torch.gather(self.verts, 1, self.faces.reshape(B, -1, 1).expand(-1, -1, 3)).reshape(B, -1, 3, 3)
+        return gather_triangles(self.verts, self.faces)
 
     def signed_volumes(self) -> torch.Tensor:
         """(B,) enclosed volume of each mesh, m^3, signed by orientation (divergence theorem over
@@ -104,11 +163,11 @@ class Meshes:
         """(B,) bool: is each mesh closed and consistently oriented once vertices with identical
         coordinates are merged (:func:`weld`, then :func:`is_closed`), for the whole batch at
         once. A mesh without faces is not closed."""
-        B, N = self.verts.shape[:2]
+        (B, N), F = self.verts.shape[:2], self.faces.shape[1]
         dev = self.verts.device
         sample = torch.arange(B, device=dev).repeat_interleave(N)[:, None].to(self.verts.dtype)
         ids = row_ids(torch.cat((sample, self.verts.reshape(-1, 3)), 1))
-        f = torch.gather(ids.view(B, N), 1, self.faces.reshape(B, -1)).view(B, -1, 3)  # welded, batch-unique
+        f = torch.gather(ids.view(B, N), 1, self.faces.reshape(B, F * 3)).view(B, F, 3)  # welded, batch-unique
         keep = self.face_mask & (f[..., 0] != f[..., 1]) & (f[..., 1] != f[..., 2]) & (f[..., 2] != f[..., 0])
         owner = torch.arange(B, device=dev)[:, None].expand_as(keep)[keep].repeat(3)
         f = f[keep]
@@ -125,6 +184,7 @@ class Meshes:
 
     def with_verts(self, verts: torch.Tensor) -> "Meshes":
         """The same topology with new (B, N, 3) vertices (e.g. after a rigid motion)."""
+        check_tensor("verts", verts, tuple(self.verts.shape))
         return Meshes(verts, self.faces, self.vert_mask, self.face_mask)
 
     def to(self, device=None, dtype=None) -> "Meshes":
@@ -136,6 +196,19 @@ class Meshes:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)
         return Meshes(self.verts[idx], self.faces[idx], self.vert_mask[idx], self.face_mask[idx])
+
+
+def check_meshes(name: str, meshes, batch: int | None = None, device: torch.device | None = None) -> None:
+    """Raise ``ValueError`` unless ``meshes`` is a :class:`Meshes` batch of ``batch`` meshes (None:
+    any) on ``device`` (None: any) with finite vertices (the fields of a batch can be replaced
+    after it was made, so they are looked at again)."""
+    if not isinstance(meshes, Meshes):
+        raise ValueError(f"{name} must be a miho.mesh.Meshes batch, got {type(meshes).__name__}")
+    if batch is not None and meshes.batch != batch:
+        raise ValueError(f"{name} hold {meshes.batch} meshes but the batch has {batch}")
+    check_tensor(f"{name}.verts", meshes.verts, (None, None, 3))
+    if device is not None:
+        check_device(name, meshes.verts, device, "the other inputs")
 
 
 def row_ids(rows: torch.Tensor) -> torch.Tensor:

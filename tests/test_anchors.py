@@ -79,6 +79,20 @@ def test_thirty_two_anchors_in_the_paper_distribution(regions):
     assert (w >= 0).all() and (w.sum(1) <= 1 + 1e-12).all()
 
 
+def test_fingertip_vertices_and_anchors(hand, regions):
+    """tip_mask / tip_anchor against independent facts: the fingertip vertices of the hand, the
+    skinning (fingertip regions are the distal phalanges) and the 3 cone anchors per fingertip."""
+    mask = regions.tip_mask
+    assert mask.shape == (hand.num_vertices,) and mask.dtype == torch.bool
+    assert mask[hand.tip_vertices].all()
+    distal = torch.isin(hand.weights.argmax(1), torch.tensor([3, 6, 9, 12, 15]))
+    assert distal[mask].float().mean() > 0.9 and mask[distal].float().mean() > 0.95
+    tip = regions.tip_anchor
+    assert tip.shape == (32,) and tip.dtype == torch.bool and int(tip.sum()) == 15
+    assert torch.bincount(regions.anchor_control_point[tip]).tolist() == [0, 0, 3, 0, 0, 3, 0, 0, 3, 0, 0, 3, 0, 0, 3]
+    assert mask[regions.anchor_faces[tip]].all() and not mask[regions.anchor_faces[~tip]].any()
+
+
 def test_anchors_lie_on_the_surface_and_on_the_palm_side(hand, regions):
     a = regions.anchors(hand.template[None])[0].numpy()
     dist = _surface_distance(hand.template.numpy(), hand.faces.numpy(), regions.anchor_faces.numpy(), a)

@@ -1,6 +1,8 @@
 """GeO: the per-sample optimiser against torch's own, batch independence, skipping, baselines,
 robustness, and recovery of perturbed grasps."""
 
+import math
+
 import pytest
 import torch
 
@@ -199,3 +201,69 @@ def test_shape_can_be_optimised(hand):
     assert free.shape.abs().sum() > 0 and torch.isfinite(free.shape).all()
     again = hand(free.pose, free.shape, free.trans).vertices
     assert torch.allclose(again, free.hand_verts, atol=1e-9)
+
+
+def test_repulsion_sums_every_pair_in_range_or_the_nearest(hand):
+    """E_rpl at GeO's first iteration is Eq. 2-3 summed over every pair within t_rpl (the exact
+    dense :func:`miho.cpf.repulsion_energy`), or over each object vertex's 50 nearest hand
+    vertices with ``rpl_neighbours=50``; the cap drops pairs in range here, so it is lower."""
+    pose, trans, objs, field = _scene(hand, 3, sizes=[0, 1, 2])
+    verts = hand(pose, trans=trans).vertices
+    exact = C.repulsion_energy(verts, objs.verts, objs.normals(), objs.vert_mask)
+    nearest = C.repulsion_energy(verts, objs.verts, objs.normals(), objs.vert_mask, neighbours=50)
+    every = geo.optimize(hand, pose, objs, field, trans=trans, iterations=1, mode="hand")
+    capped = geo.optimize(hand, pose, objs, field, trans=trans, iterations=1, mode="hand", rpl_neighbours=50)
+    assert torch.allclose(every.history["repulsion"][0], exact, rtol=1e-12)
+    assert torch.allclose(capped.history["repulsion"][0], nearest, rtol=1e-12)
+    assert (nearest < 0.9 * exact).all()
+    pairs = geo.pairs_within(verts, objs.verts, objs.vert_mask, 0.03)
+    d = torch.cdist(objs.verts, verts)
+    assert pairs.shape[1] == int(((d < 0.03) & objs.vert_mask[..., None]).sum())
+    b, o, h = pairs  # sample, flat object index b N + j, flat hand index b V + i
+    assert (d[b, o - b * objs.verts.shape[1], h - b * verts.shape[1]] < 0.03).all()
+
+
+def test_refinement_stats_count_samples():
+    from miho import experiments
+    from miho.metrics import MetricTable
+
+    def table(he, pd, siv):
+        return MetricTable({k: torch.tensor(v, dtype=torch.float64) for k, v in (("HE", he), ("PD", pd), ("SIV", siv))})
+
+    truth = table([0, 0, 0, 0], [1.0, 2.0, 0.0, 3.0], [0.1, 0.2, 0.0, 0.3])
+    start = table([10, 12, 9, 11], [0.0, 5.0, 0.0, 2.0], [0.0, 4.0, 0.0, 0.5])
+    after = table([8, 13, 9, 5], [2.0, 1.0, 0.2, 4.0], [0.3, 1.0, 0.0, 0.4])
+    got = experiments.refinement_stats(truth, start, after)
+    # by hand: samples 0, 2, 3 start no deeper than the truth; 0 and 3 end more than 0.5 mm below it
+    want = {"HE fell": 0.5, "PD fell": 0.25, "SIV fell": 0.5, "PD rose": 0.75, "SIV rose": 0.25,
+            "PD above truth": 0.5, "start outside": 0.75, "overshoot": 2 / 3}  # fmt: skip
+    assert got == pytest.approx(want)
+    assert experiments.refinement_stats(truth, start, after, pd_tolerance=1.5)["overshoot"] == pytest.approx(0.0)
+    deep = table([1, 1, 1, 1], [9.0] * 4, [1.0] * 4)
+    assert math.isnan(experiments.refinement_stats(truth, deep, after)["overshoot"])
+    with pytest.raises(ValueError, match="start has 2 samples"):
+        experiments.refinement_stats(truth, table([1, 2], [0, 0], [0, 0]), after)
+    with pytest.raises(ValueError, match=r"after lacks the metrics \['SIV'\]"):
+        experiments.refinement_stats(truth, start, MetricTable({"HE": after["HE"], "PD": after["PD"]}))
+
+
+def test_disturbed_grasps_end_no_deeper_than_with_the_capped_repulsion():
+    """GeO from SynthHO's disturbances (random directions, the official jitter) with the
+    ground-truth CPF, hand-object mode: with E_rpl over every pair in range (Eq. 3) the hands end
+    shallower and intersect less than with each object vertex's 50 nearest hand vertices, whose
+    push saturates once the hand touches (issue 10); the per-sample stats match the tables."""
+    from miho import experiments
+    from miho.bench import ablation_batch
+
+    ds, batch = ablation_batch(4)
+    settings = {"capped": dict(rpl_neighbours=50), "every pair": {}}
+    study = experiments.ablation_study(ds.hand, batch, settings, iterations=60, resolution=24)
+    capped, every = study.runs["capped"].mean(), study.runs["every pair"].mean()
+    assert every["PD"] < capped["PD"] - 0.5 and every["SIV"] < capped["SIV"]
+    stats = study.stats()
+    for name, run in study.runs.items():
+        assert stats[name]["PD fell"] == pytest.approx(float((run["PD"] < study.start["PD"]).double().mean()))
+        above = (run["PD"] > study.truth["PD"] + 0.5).double().mean()
+        assert stats[name]["PD above truth"] == pytest.approx(float(above))
+    lines = study.stats_markdown().splitlines()
+    assert lines[0].startswith("| setting | HE fell (%)") and len(lines) == 4

@@ -90,7 +90,7 @@ def test_metrics_match_cpu(hand):
     for k in cpu.columns:
         assert torch.allclose(cpu[k], gpu[k], rtol=1e-3, atol=5e-3), k  # SIV: a few voxels may flip
     # Open objects (a hole) go to the winding-number test, on the GPU as on the CPU.
-    real = [metrics._real_mesh(objs, b) for b in range(3)]
+    real = [objs.mesh(b) for b in range(3)]
     holed = Meshes.from_list([(v, f[5:]) for v, f in real[:2]] + real[2:])
     cv, cf = hand.closed(verts[:3])
     assert holed.closed().tolist() == holed.to("cuda").closed().cpu().tolist() == [False, False, True]

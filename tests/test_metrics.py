@@ -17,10 +17,12 @@ import torch
 import trimesh
 
 import miho.metrics as M
-from miho.anchors import TIP_REGIONS, hand_regions
-from miho.geometry import point_triangle_distance, winding_number
+import miho.voxels as V
+from miho.anchors import hand_regions
+from miho.geometry import closest_points, knn, nearest_vertex, point_triangle_distance, winding_number
 from miho.hand import load_hand
-from miho.mesh import Meshes, box, icosphere, weld
+from miho.mesh import Meshes, box, icosphere, is_closed, weld
+from miho.tables import markdown_table
 
 F64 = torch.float64
 
@@ -145,6 +147,40 @@ def test_winding_number_inside_outside_and_holes():
     assert torch.allclose(wb, torch.tensor([1.0, 1.0, 0.0, 0.0]), atol=1e-4)
 
 
+def test_closest_points_match_trimesh():
+    g = torch.Generator().manual_seed(5)
+    v, f = box((0.05, 0.03, 0.02), divisions=2, dtype=F64)
+    tris = v[f][None]
+    flat = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [2, 0, 0]]], dtype=F64)[None]  # a degenerate triangle too
+    pts = (torch.rand(1, 200, 3, generator=g, dtype=F64) - 0.5) * 0.1
+    d, face = point_triangle_distance(pts, tris)
+    q = closest_points(pts, tris, face)[0]
+    ref = trimesh.triangles.closest_point(tris[0][face[0]].numpy(), pts[0].numpy())
+    assert np.abs(q.numpy() - ref).max() < 1e-12
+    assert torch.allclose((pts[0] - q).norm(dim=-1), d[0], atol=1e-12, rtol=0)
+    on_seg = closest_points(torch.tensor([[[0.5, 1.0, 0.0], [3.0, 0.0, 0.0]]], dtype=F64), flat,
+                            torch.zeros(1, 2, dtype=torch.long))  # fmt: skip
+    assert torch.equal(on_seg[0], torch.tensor([[0.5, 0.0, 0.0], [2.0, 0.0, 0.0]], dtype=F64))
+
+
+def test_knn_matches_a_full_sort_and_never_picks_padding():
+    g = torch.Generator().manual_seed(6)
+    pts = torch.rand(3, 50, 3, generator=g, dtype=F64)
+    verts = torch.rand(3, 40, 3, generator=g, dtype=F64)
+    mask = torch.ones(3, 40, dtype=torch.bool)
+    mask[1, 30:] = False
+    verts[1, 30:] = pts[1, :10]  # padding exactly on query points: distance 0, must not be chosen
+    mask[2, 2:] = False  # two real vertices: the third neighbour does not exist
+    full = (pts[:, :, None] - verts[:, None]).norm(dim=-1).masked_fill(~mask[:, None], float("inf"))
+    want_d, want_i = full.sort(-1)
+    for chunk in (None, 7, 100, 4000):  # row slices of one sample, and several samples at once
+        d, i = knn(pts, verts, 3, mask, chunk=chunk)
+        assert torch.allclose(d[:2], want_d[:2, :, :3], atol=1e-12, rtol=0) and torch.equal(i[:2], want_i[:2, :, :3])
+        assert torch.equal(i[2, :, :2], want_i[2, :, :2]) and (i[2, :, 2] == -1).all() and torch.isinf(d[2, :, 2]).all()
+    assert torch.equal(nearest_vertex(pts, verts, mask), want_i[..., 0])
+    assert (nearest_vertex(pts, verts, mask)[1] < 30).all()
+
+
 # ---------------------------------------------------------------------- MPVPE
 def test_mpvpe_known_values():
     g = torch.Generator().manual_seed(2)
@@ -180,6 +216,18 @@ def test_penetration_depth_two_spheres():
     assert abs(pd.item() - _trimesh_pd(v2.numpy(), _tm(v1, f1))) < 0.1
     # Apart: 0.
     assert M.penetration_depth(v2[None] + 0.2, obj).item() == 0.0
+
+
+def test_vertex_penetration_marks_the_inside_vertices():
+    (v1, f1), (v2, f2) = _overlapping_spheres(sub=2)
+    obj = Meshes.from_list([(v1, f1)], dtype=F64)
+    inside, depth = M.vertex_penetration(v2[None], obj)
+    mesh = _tm(v1, f1)
+    assert np.array_equal(inside[0].numpy(), mesh.contains(v2.numpy())) and 0 < inside.sum() < len(v2)
+    assert (depth[0, ~inside[0]] == 0).all()
+    ref = _exact_closest(mesh, v2[inside[0]].numpy())
+    assert np.abs(depth[0, inside[0]].numpy() - ref).max() < 1e-12
+    assert M.penetration_depth(v2[None], obj).item() == depth.max().item() * 1000
 
 
 # ---------------------------------------------------------------------- SIV
@@ -221,7 +269,7 @@ def test_siv_box_through_box():
     split = _tm(ov, of)
     split.unmerge_vertices()
     sv, sf = torch.as_tensor(split.vertices), torch.as_tensor(split.faces)
-    assert not M.is_closed(sf) and M.is_closed(weld(sv, sf)[1])
+    assert not is_closed(sf) and is_closed(weld(sv, sf)[1])
     objs = Meshes.from_list([(sv, sf)], dtype=F64)
     for mode in ("auto", "crossings", "winding"):
         got = M.solid_intersection_volume(hv[None], hf, objs, resolution=res, object_inside=mode, cache=None)
@@ -238,7 +286,7 @@ def test_column_crossings_on_grid_aligned_edges(dtype):
     start = torch.zeros(1, 3, dtype=torch.long)
 
     def crossings(faces):
-        return M.column_crossings(hv[faces][None], lo[None], step[None], start, (8, 8, 8))[0]
+        return V.column_crossings(hv[faces][None], lo[None], step[None], start, (8, 8, 8))[0]
 
     w = crossings(hf)
     assert set(w.unique().tolist()) <= {0, 1}
@@ -257,12 +305,12 @@ def test_column_crossings_on_grid_aligned_edges(dtype):
 def test_siv_cache_is_reused(monkeypatch):
     (v1, f1), (v2, f2) = _overlapping_spheres(sub=2)
     obj = Meshes.from_list([(v1, f1)], dtype=F64)
-    cache = M.VoxelCache()
+    cache = V.VoxelCache()
     first = M.solid_intersection_volume(v2[None], f2, obj, resolution=24, object_inside="winding", cache=cache)
     assert len(cache) == 1 and (next(iter(cache._store.values())) >= 0).any()
     calls = []
-    real = M.winding_number
-    monkeypatch.setattr(M, "winding_number", lambda *a, **k: calls.append(a[0].shape[1]) or real(*a, **k))
+    real = V.winding_number
+    monkeypatch.setattr(V, "winding_number", lambda *a, **k: calls.append(a[0].shape[1]) or real(*a, **k))
     again = M.solid_intersection_volume(v2[None], f2, obj, resolution=24, object_inside="winding", cache=cache)
     assert torch.equal(first, again) and calls == [0]  # nothing left to compute
     # A moved hand needs only the voxels not seen before.
@@ -316,6 +364,38 @@ def test_batched_equals_single_and_padding_does_not_leak():
     assert torch.allclose(sivw, siv) and (pd > 0).all() and (siv > 0).all()
 
 
+def test_one_mesh_out_of_a_padded_batch():
+    """``Meshes.mesh`` drops padding wherever it sits and renumbers the faces; ``bounds`` ignore it."""
+    sv, sf = icosphere(0.03, 1, dtype=F64)
+    bv, bf = box((0.04, 0.02, 0.06), divisions=2, dtype=F64)
+    N, F = max(len(sv), len(bv)) + 1, max(len(sf), len(bf))
+    verts = torch.zeros(2, N, 3, dtype=F64)
+    vm = torch.zeros(2, N, dtype=torch.bool)
+    verts[0, 1 : len(sv) + 1], vm[0, 1 : len(sv) + 1] = sv, True  # padding in front of the sphere
+    verts[0, 0] = 5.0  # far away: it would dominate the bounds
+    verts[1, : len(bv)], vm[1, : len(bv)] = bv, True
+    faces = torch.zeros(2, F, 3, dtype=torch.long)
+    fm = torch.zeros(2, F, dtype=torch.bool)
+    faces[0, : len(sf)], fm[0, : len(sf)] = sf + 1, True
+    faces[1, : len(bf)], fm[1, : len(bf)] = bf, True
+    batch = Meshes(verts, faces, vm, fm)
+    for b, (v, f) in enumerate(((sv, sf), (bv, bf))):
+        mv, mf = batch.mesh(b)
+        assert torch.equal(mv, v) and torch.equal(mf, f)
+    assert torch.equal(batch.mesh(-1)[1], bf)
+    lo, hi = batch.bounds()
+    assert torch.equal(lo, torch.stack((sv.amin(0), bv.amin(0))))
+    assert torch.equal(hi, torch.stack((sv.amax(0), bv.amax(0))))
+    # The metrics see each mesh as if it were alone.
+    hand = (sv * 0.5 + 0.02)[None].expand(2, -1, -1)
+    assert (M.penetration_depth(hand, batch) > 0).all()
+    for b, (v, f) in enumerate(((sv, sf), (bv, bf))):
+        one = Meshes.from_list([(v, f)], dtype=F64)
+        assert M.penetration_depth(hand[b : b + 1], one) == M.penetration_depth(hand, batch)[b]
+        alone = M.solid_intersection_volume(hand[b : b + 1], sf, one, 16, object_inside="winding", cache=None)
+        assert alone == M.solid_intersection_volume(hand, sf, batch, 16, object_inside="winding", cache=None)[b]
+
+
 def test_closedness_of_a_batch_matches_welding_each_mesh():
     sv, sf = icosphere(0.03, 1)
     split = _tm(*box((0.04, 0.04, 0.04), divisions=2))
@@ -331,7 +411,7 @@ def test_closedness_of_a_batch_matches_welding_each_mesh():
         (sv + 0.1, sf),
     ]
     batch = Meshes.from_list(meshes)
-    want = [M.is_closed(weld(v, f)[1]) for v, f in meshes]
+    want = [is_closed(weld(v, f)[1]) for v, f in meshes]
     assert want == [True, True, False, False, False, True]
     assert batch.closed().tolist() == want
 
@@ -348,8 +428,9 @@ def test_siv_batch_mixing_closed_and_open_objects_equals_each_alone():
     objs = [(v1, f1), (v1, holed), (v1 * 1.2, f1), (v1, holed)]  # open: 1 and 3
     batch = Meshes.from_list(objs, dtype=F64)
     assert batch.closed().tolist() == [True, False, True, False]
-    voxels = []
-    siv = M.solid_intersection_volume(hands, f2, batch, resolution=24, cache=M.VoxelCache(), voxels=voxels)
+    found = V.intersection_voxels(hands, f2, batch, resolution=24, cache=V.VoxelCache())
+    siv, voxels = found.volumes() * 1e6, found.centres()
+    assert torch.equal(siv, M.solid_intersection_volume(hands, f2, batch, resolution=24, cache=V.VoxelCache()))
     step3 = [float(((v.amax(0) - v.amin(0)) / 24).prod()) * 1e6 for v, _ in objs]
     for i, (v, f) in enumerate(objs):
         one = M.solid_intersection_volume(hands[i : i + 1], f2, Meshes.from_list([(v, f)], dtype=F64),
@@ -362,6 +443,30 @@ def test_siv_batch_mixing_closed_and_open_objects_equals_each_alone():
         winding_number(voxels[0][None], v1[f1][None])[0].abs() > 0.5
     )
     assert inside_both.all()
+
+
+def test_objects_without_volume_score_zero_siv_and_exact_distances():
+    """A flat square (open, zero thickness) and an object collapsed to a point have no solid: SIV
+    is 0 and PD 0 with no overflow on their degenerate grids; DD is the distance to them."""
+    hv, hf = icosphere(0.02, 1, dtype=F64)  # a closed "hand" around the origin
+    square_v = torch.tensor([[-0.01, -0.01, 0.0], [0.01, -0.01, 0.0], [0.01, 0.01, 0.0], [-0.01, 0.01, 0.0]],
+                            dtype=F64)  # fmt: skip
+    square_f = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    point_v = torch.full((4, 3), 0.005, dtype=F64)
+    objs = Meshes.from_list([(square_v, square_f), (point_v, square_f)], dtype=F64)
+    hands = hv[None].expand(2, -1, -1)
+    for mode in ("auto", "winding", "crossings"):
+        for hand_inside in ("crossings", "winding"):
+            siv = M.solid_intersection_volume(hands, hf, objs, 16, object_inside=mode, hand_inside=hand_inside,
+                                              cache=None)  # fmt: skip
+            assert torch.equal(siv, torch.zeros(2, dtype=F64)), (mode, hand_inside)
+    assert torch.equal(M.penetration_depth(hands, objs), torch.zeros(2, dtype=F64))
+    tip = torch.zeros(len(hv), dtype=torch.bool)
+    tip[0] = True
+    top = hv[0]  # (x, y, z) of the tip vertex; the square covers |x|, |y| <= 10 mm at z = 0
+    to_square = torch.stack(((top[:2].abs() - 0.01).clamp_min(0).norm(), top[2].abs())).norm()
+    want = torch.stack((to_square, (top - 0.005).norm())) * 1000
+    assert torch.allclose(M.disjointedness(hands, tip, objs), want, atol=1e-12, rtol=0)
 
 
 def test_bad_input_raises():
@@ -392,6 +497,25 @@ def test_bad_input_raises():
         M.mpvpe(v2[None], v2[None, :-1])
     with pytest.raises(ValueError, match="shape"):
         winding_number(v2[None], v1[f1])
+
+
+def test_markdown_tables():
+    rows = [(1, 0.125, None), ("b", np.float32(2.0), True)]
+    assert markdown_table(["a", "x", "y"], rows) == (
+        "| a | x | y |\n|---|---|---|\n| 1 | 0.12 | - |\n| b | 2.00 | True |"
+    )  # 0.125 rounds half to even
+    assert markdown_table(["e"], [(1234.5,)], floatfmt=".1e", missing="n/a") == "| e |\n|---|\n| 1.2e+03 |"
+    with pytest.raises(ValueError, match=r"rows\[1\] has 1 cells but there are 2 headers"):
+        markdown_table(["a", "b"], [(1, 2), (3,)])
+    with pytest.raises(ValueError, match="floatfmt"):
+        markdown_table(["a"], [(1.0,)], floatfmt="q")
+    table = M.MetricTable({"PD": torch.tensor([1.0, 2.5], dtype=F64), "SIV": torch.tensor([0.0, 1.0], dtype=F64)},
+                          {"PD": "mm", "SIV": "cm^3"})  # fmt: skip
+    assert table.to_markdown(per_sample=True, digits=1) == (
+        "| sample | PD (mm) | SIV (cm^3) |\n|---|---|---|\n| 0 | 1.0 | 0.0 |\n| 1 | 2.5 | 1.0 |\n| mean | 1.8 | 0.5 |"
+    )  # 1.75 -> 1.8
+    with pytest.raises(ValueError, match="one length"):
+        M.MetricTable({"PD": torch.zeros(2), "SIV": torch.zeros(3)})
 
 
 # ---------------------------------------------------------------------- a real hand
@@ -438,7 +562,7 @@ def test_real_hand_against_a_palm_sphere(posed_hand):
     assert list(table.columns) == ["HE", "OE", "PD", "SIV", "DD"]
     assert table["HE"].item() == pytest.approx(2 * math.sqrt(3), abs=1e-3) and table["OE"].item() == 0
     assert table["PD"].item() == pytest.approx(pd) and table["SIV"].item() == pytest.approx(siv)
-    tip = torch.isin(hand_regions(hand).labels, torch.tensor(TIP_REGIONS))
+    tip = hand_regions(hand).tip_mask
     assert table["DD"].item() == pytest.approx(M.disjointedness(out.vertices, tip, obj).item())
     md = table.to_markdown(per_sample=True)
     assert "SIV (cm^3)" in md and md.count("\n") == 3
@@ -456,9 +580,10 @@ def test_siv_returns_the_intersecting_voxels():
     b, fb = icosphere(0.03, 2, dtype=torch.float64)
     b = b + torch.tensor([0.03, 0.0, 0.0], dtype=torch.float64)
     objs = Meshes.from_list([(b, fb)], dtype=torch.float64)
-    voxels = []
-    siv = M.solid_intersection_volume(a[None], fa, objs, resolution=24, voxels=voxels)
-    v = voxels[0].numpy()
+    found = V.intersection_voxels(a[None], fa, objs, resolution=24)
+    siv = M.solid_intersection_volume(a[None], fa, objs, resolution=24)
+    v = found.centres()[0].numpy()
+    assert found.counts().item() == len(v) > 0
     step = (b.max(0).values - b.min(0).values) / 24
     assert siv.item() == pytest.approx(len(v) * float(step.prod()) * 1e6)
     for verts, faces in ((a, fa), (b, fb)):

@@ -62,13 +62,17 @@ def test_unknown_objects_raise():
         O.pybullet_mesh("spaceship")
 
 
-def test_convex_decomposition_is_cached(library, tmp_path, monkeypatch):
+def test_convex_decomposition_is_shipped(library, tmp_path, monkeypatch):
+    """The cube is a grasp-library object: its decomposition ships with the package and is
+    copied into the cache without running VHACD."""
     import miho.simulation as S
 
+    monkeypatch.setattr(S, "_vhacd", lambda *a, **k: (_ for _ in ()).throw(AssertionError("VHACD ran")))
     obj = next(o for o in library[0] if o.name == "cube")
     path = obj.convex_decomposition(tmp_path)
-    assert path.startswith(str(tmp_path)) and open(path).read().count("\nv ") >= 8
-    monkeypatch.setattr(S, "_vhacd", lambda *a, **k: (_ for _ in ()).throw(AssertionError("VHACD ran again")))
+    key = S.mesh_key(obj.verts.double().numpy(), obj.faces.numpy(), S.SimSettings())
+    assert path == str(tmp_path / f"{key}.obj") and open(path, "rb").read() == S.shipped_decompositions()[key]
+    assert open(path).read().count("\nv ") >= 8
     assert obj.convex_decomposition(tmp_path) == path
 
 

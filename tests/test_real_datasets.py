@@ -17,7 +17,11 @@ from miho import amano  # noqa: E402
 from miho.data import real  # noqa: E402
 from miho.hand import load_hand  # noqa: E402
 from miho.mesh import box  # noqa: E402
-from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # noqa: E402
+from miho.rotations import (  # noqa: E402
+    RigidMotion,  # noqa: E402
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +85,7 @@ def ho3d(tmp_path, mano):
             meta.update(handPose=None, handBeta=None, handTrans=None)
         else:
             # The OpenCV-frame hand of _grasp, re-expressed in OpenGL coordinates.
-            p_gl, t_gl = real.camera_pose(mano, pose, shape, trans, torch.tensor(real.GL_TO_CV), torch.zeros(3))
+            p_gl, t_gl = RigidMotion(real.GL_TO_CV, torch.zeros(3)).hand(mano, pose, shape, trans)
             meta.update(handPose=p_gl[0].reshape(48).numpy(), handBeta=shape[0].numpy(), handTrans=t_gl[0].numpy())
         d = root / split / seq / "meta"
         d.mkdir(parents=True, exist_ok=True)
@@ -200,11 +204,27 @@ def test_fhb_action_split_is_converted_with_a_fitted_hand(tmp_path, mano, mano_p
     assert np.allclose(objects["milk"][0], v, atol=1e-6)
 
 
-def test_camera_pose_moves_the_mesh_rigidly(mano):
+def test_rigid_motion_moves_the_mesh_rigidly(mano):
     pose, shape, trans, out = _grasp(mano)
     R = axis_angle_to_matrix(torch.tensor([[0.4, -1.1, 2.0]], dtype=torch.float64))
     t = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64)
-    p2, t2 = real.camera_pose(mano, pose, shape, trans, R, t)
+    motion = RigidMotion(R, t)
+    p2, t2 = motion.hand(mano, pose, shape, trans)
     with torch.no_grad():
         moved = mano(p2, shape, t2).vertices[0]
-    assert torch.allclose(moved, out.vertices[0] @ R[0].T + t[0], atol=1e-7)
+    # Expected: each vertex moved by hand, v -> R v + t, written out per coordinate.
+    v = out.vertices[0]
+    want = torch.stack([sum(R[0, i, k] * v[:, k] for k in range(3)) + t[0, i] for i in range(3)], 1)
+    assert torch.allclose(moved, want, atol=1e-7)
+    assert torch.allclose(motion.points(out.vertices), want[None], atol=1e-12)
+    assert torch.allclose(motion.directions(out.vertices) + t[:, None], want[None], atol=1e-12)
+    # The inverse undoes it, composition chains it: (inverse @ motion) is the identity.
+    back = motion.inverse().points(motion.points(out.vertices))
+    assert torch.allclose(back, out.vertices, atol=1e-12)
+    ident = motion.inverse() @ motion
+    assert torch.allclose(ident.R, torch.eye(3, dtype=torch.float64)[None], atol=1e-12)
+    assert torch.allclose(ident.t, torch.zeros(1, 3, dtype=torch.float64), atol=1e-12)
+    with pytest.raises(ValueError, match="R must"):
+        RigidMotion(torch.eye(2), torch.zeros(2))
+    with pytest.raises(ValueError, match="t must"):
+        RigidMotion(R, torch.zeros(2, 3))

@@ -7,9 +7,9 @@ import torch
 from miho import amano
 from miho.anchors import NUM_REGIONS, hand_regions
 from miho.hand import load_hand
+from miho.tables import markdown_table
 from miho.viz import hand_figures as hf
 from miho.viz import plot
-from miho.viz.tables import markdown_table
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,47 @@ def test_ablation_figures_show_each_setting_and_the_k_rpl_curve():
     curve = gf.k_rpl_figure(study)
     assert list(curve.data[0].x) == [2e-4, 8e-3] and list(curve.data[0].y) == [6.0, 4.0]  # HE, sorted by k_rpl
     assert curve.layout.xaxis.type == "log"
+
+
+# ---------------------------------------------------------------------- metric figures
+def test_metric_figures_draw_what_the_metrics_measure(hand):
+    """Each figure shows the metric's own elements (inside vertices, intersecting voxels, tip to
+    surface segments) and its value in the title."""
+    from miho import metrics
+    from miho.geometry import point_triangle_distance
+    from miho.mesh import Meshes, icosphere
+    from miho.viz import metric_figures as mf
+    from miho.voxels import intersection_voxels
+
+    hv = hand.template.double()
+    ov, of = icosphere(0.015, 2, dtype=torch.float64)
+    ov = ov + hv[100]  # a ball on a hand vertex: part of the hand inside it
+    objs = Meshes.from_list([(ov, of)], dtype=torch.float64)
+    inside, depth = metrics.vertex_penetration(hv[None], objs)
+    fig = mf.penetration_figure(hv, hand.faces, ov, of)
+    assert len(fig.data[2].x) == int(inside.sum()) > 0
+    np.testing.assert_allclose(np.asarray(fig.data[2].x, dtype=float), 1000 * hv[inside[0], 0].numpy())
+    pd = metrics.penetration_depth(hv[None], objs).item()
+    assert f"penetration depth: {pd:.1f} mm ({int(inside.sum())} vertices inside)" == fig.layout.title.text
+
+    fig = mf.intersection_figure(hand, hv, ov, of, resolution=20)
+    found = intersection_voxels(*hand.closed(hv[None]), objs, resolution=20)
+    siv = metrics.solid_intersection_volume(*hand.closed(hv[None]), objs, resolution=20).item()
+    assert len(fig.data[2].x) == found.counts().item() > 0
+    assert fig.layout.title.text.startswith(
+        f"solid intersection volume: {siv:.2f} cm^3 ({found.counts().item()} voxels"
+    )
+
+    tips = torch.zeros(hand.num_vertices, dtype=torch.bool)
+    tips[::50] = True
+    fig = mf.disjointedness_figure(hv, hand.faces, tips, ov, of, every=1)
+    seg = np.asarray(fig.data[2].x, dtype=float).reshape(-1, 3), np.asarray(fig.data[2].y, dtype=float).reshape(-1, 3)
+    seg_z = np.asarray(fig.data[2].z, dtype=float).reshape(-1, 3)
+    ends = np.stack((seg[0][:, 1], seg[1][:, 1], seg_z[:, 1]), -1) / 1000  # the closest surface points, metres
+    on_surface, _ = point_triangle_distance(torch.as_tensor(ends)[None], objs.triangles())
+    assert on_surface.max() < 1e-9  # every segment ends on the object's surface...
+    dist, _ = point_triangle_distance(hv[tips][None], objs.triangles())
+    starts = np.stack((seg[0][:, 0], seg[1][:, 0], seg_z[:, 0]), -1) / 1000
+    np.testing.assert_allclose(np.linalg.norm(ends - starts, axis=1), dist[0].numpy(), atol=1e-9)  # ...at the closest
+    dd = metrics.disjointedness(hv[None], tips, objs).item()
+    assert fig.layout.title.text.startswith(f"disjointedness: {dd:.1f} mm (mean over {int(tips.sum())} ")

@@ -8,7 +8,8 @@ al., repulsion, L_anat; hand only). A candidate is **accepted** when
 
 * PD < 5 mm and SIV < 2 cm^3 (:mod:`miho.metrics`, the closed hand, 80^3 voxels);
 * the thumb's and at least two other fingertip regions come within 5 mm of the surface;
-* SD < 20 mm: the ObMan protocol (:mod:`miho.simulation`); its gravity points along the
+* SD < 20 mm: the ObMan protocol (:mod:`miho.simulation`) in one run on the unmoved hand
+  (:data:`LIBRARY_SIMULATION`, how the committed library was filtered); its gravity points along the
   camera's y axis, which is a random direction relative to the grasp, so each candidate draws a
   uniformly random gravity direction (stored with the grasp).
 
@@ -37,6 +38,7 @@ from miho.files import atomic_savez
 from miho.geometry import point_triangle_distance
 from miho.hand.model import HandModel
 from miho.mesh import Meshes
+from miho.simulation import SimSettings, simulation_displacement
 from miho.synthesis import approach_pose
 
 #: Grasp types: starting curl (fraction of the bend limits), palm-surface gap (m), and whether
@@ -51,13 +53,46 @@ THUMB_TIP = TIP_REGIONS[-1]  # region 14, the thumb's distal phalanx
 
 @dataclass(frozen=True)
 class GraspFilters:
-    """Acceptance thresholds (Supp C.2 and the dataset issue)."""
+    """Acceptance thresholds (Supp C.2 and the dataset issue) and the acceptance test itself
+    (:meth:`passes`)."""
 
     max_pd: float = 5.0  # mm
     max_siv: float = 2.0  # cm^3
     tip_distance: float = 5.0  # mm, a fingertip region "touches" within this distance
     min_other_tips: int = 2  # besides the thumb
     max_sd: float = 20.0  # mm
+
+    def passes(self, pd: torch.Tensor, siv: torch.Tensor, tips: torch.Tensor,
+               sd: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Each filter's verdict on B grasps, (B,) bool, in the order the filters apply: "PD",
+        "SIV", "contact" (the thumb's and at least ``min_other_tips`` other fingertip regions
+        within ``tip_distance``) and, when ``sd`` is given, "SD" (NaN, not simulated, fails). A
+        grasp is accepted when every verdict is True.
+
+        Args:
+            pd: (B,) mm. siv: (B,) cm^3. tips: (B, 5) mm, fingertip regions in
+                :data:`~miho.anchors.TIP_REGIONS` order (thumb last). sd: (B,) mm or None.
+
+        Raises:
+            ValueError: shapes that do not match.
+        """
+        B = pd.shape[0] if pd.dim() == 1 else -1
+        if B < 0 or siv.shape != (B,) or tips.shape != (B, len(TIP_REGIONS)):
+            raise ValueError(f"pd, siv and tips must have shapes (B,), (B,), (B, {len(TIP_REGIONS)}); got "
+                             f"{tuple(pd.shape)}, {tuple(siv.shape)}, {tuple(tips.shape)}")  # fmt: skip
+        if sd is not None and sd.shape != (B,):
+            raise ValueError(f"sd must have shape ({B},), got {tuple(sd.shape)}")
+        touching = tips < self.tip_distance
+        out = {"PD": pd < self.max_pd, "SIV": siv < self.max_siv,
+               "contact": touching[:, -1] & (touching[:, :-1].sum(1) >= self.min_other_tips)}  # fmt: skip
+        if sd is not None:
+            out["SD"] = sd < self.max_sd  # NaN compares False
+        return out
+
+
+#: The simulation of the library's SD filter: the ObMan protocol's physics in one run on the
+#: unmoved hand (:mod:`miho.simulation` defaults to the mean of jittered runs).
+LIBRARY_SIMULATION = SimSettings(jitter_runs=0)
 
 
 @dataclass(frozen=True)
@@ -129,8 +164,8 @@ def candidate_start(verts: torch.Tensor, num_shape: int, settings: SynthesisSett
 def tip_distances(hand: HandModel, hand_verts: torch.Tensor, objects: Meshes) -> torch.Tensor:
     """(B, 5) distance (mm) of each fingertip region (:data:`TIP_REGIONS`, index .. thumb) to
     its object's surface: the smallest over the region's vertices."""
-    labels = hand_regions(hand).labels.to(hand_verts.device)
-    tips = torch.isin(labels, torch.tensor(TIP_REGIONS, device=labels.device))
+    regions = hand_regions(hand)
+    labels, tips = regions.labels.to(hand_verts.device), regions.tip_mask.to(hand_verts.device)
     d, _ = point_triangle_distance(hand_verts[:, tips], objects.triangles().to(hand_verts.dtype), objects.face_mask)
     lab = labels[tips]
     return torch.stack([d[:, lab == r].amin(1) for r in TIP_REGIONS], 1) * 1000.0
@@ -149,39 +184,36 @@ def score_grasps(
 ) -> dict[str, torch.Tensor]:
     """Scores and acceptance of B grasps (object frame): PD (mm), SIV (cm^3), tip distances
     (B, 5) mm, SD (mm, only for candidates that pass the others; NaN elsewhere) and ``accepted``
-    (with ``simulate=False``: passing the geometric filters, SD left NaN).
+    (:meth:`GraspFilters.passes`; with ``simulate=False``: passing the geometric filters, SD
+    left NaN).
 
     Args:
         gravity: (B, 3) unit directions of gravity for the simulation.
+        sim_options: keyword arguments of :func:`miho.simulation.simulation_displacement`
+            (default settings: :data:`LIBRARY_SIMULATION`).
     """
     with torch.no_grad():
         verts = hand(pose, shape, trans).vertices
         cv, cf = hand.closed(verts)
-        pd = metrics.penetration_depth(verts, objects)
-        siv = metrics.solid_intersection_volume(cv, cf, objects)
-        tips = tip_distances(hand, verts, objects)
-    touching = tips < filters.tip_distance
-    contact = touching[:, -1] & (touching[:, :-1].sum(1) >= filters.min_other_tips)
-    ok = (pd < filters.max_pd) & (siv < filters.max_siv) & contact
-    sd = torch.full_like(pd, float("nan"), dtype=torch.float64)
-    idx = ok.nonzero()[:, 0].tolist()
+        pd = metrics.penetration_depth(verts, objects).double().cpu()
+        siv = metrics.solid_intersection_volume(cv, cf, objects).double().cpu()
+        tips = tip_distances(hand, verts, objects).double().cpu()
+    geometric = torch.stack(list(filters.passes(pd, siv, tips).values())).all(0)
+    sd = torch.full_like(pd, float("nan"))
+    idx = geometric.nonzero()[:, 0].tolist()
     if simulate and idx:
-        from miho.simulation import simulation_displacement
-
-        real = [objects[i : i + 1] for i in idx]
+        real = [objects.mesh(i) for i in idx]
         out = simulation_displacement(
             cv[idx].cpu().double().numpy(),
             cf.cpu().numpy(),
-            [m.verts[0, m.vert_mask[0]].cpu().double().numpy() for m in real],
-            [m.faces[0, m.face_mask[0]].cpu().numpy() for m in real],
+            [v.cpu().double().numpy() for v, _ in real],
+            [f.cpu().numpy() for _, f in real],
             gravity=(9.8 * gravity[idx]).cpu().double().numpy(),
-            progress=False,
-            **(sim_options or {}),
+            **{"progress": False, "settings": LIBRARY_SIMULATION, **(sim_options or {})},
         )
-        sd[idx] = torch.as_tensor(out)
-        ok = ok.clone()
-        ok[idx] = sd[idx] < filters.max_sd
-    return dict(pd=pd.double().cpu(), siv=siv.double().cpu(), tips=tips.double().cpu(), sd=sd.cpu(), accepted=ok.cpu())
+        sd[idx] = torch.as_tensor(out, dtype=sd.dtype)
+    ok = torch.stack(list(filters.passes(pd, siv, tips, sd if simulate else None).values())).all(0)
+    return dict(pd=pd, siv=siv, tips=tips, sd=sd, accepted=ok)
 
 
 def start_poses(hand: HandModel, objs: list, seeds: list[int], settings: SynthesisSettings):
@@ -395,12 +427,9 @@ def build_library(
         bar.set_postfix(accepted=sum(int(done[w[2]]["accepted"]) for w in want if w[2] in done))
     bar.close()
     cand = {c: torch.stack([done[w[2]][c] for w in want]) for c in done[want[0][2]]}
-    f = settings.filters
-    touching = cand["tips"] < f.tip_distance
-    passes = [("PD", cand["pd"] < f.max_pd), ("SIV", cand["siv"] < f.max_siv),
-              ("contact", touching[:, -1] & (touching[:, :-1].sum(1) >= f.min_other_tips))]  # fmt: skip
+    passes = settings.filters.passes(cand["pd"].double(), cand["siv"].double(), cand["tips"].double())
     counts, ok = {"candidates": len(want)}, torch.ones(len(want), dtype=torch.bool)
-    for name, p in passes:
+    for name, p in passes.items():
         ok = ok & p
         counts[f"after {name}"] = int(ok.sum())
     acc = cand["accepted"].clone()
@@ -445,6 +474,7 @@ __all__ = [
     "GRASP_TYPES",
     "GraspFilters",
     "GraspLibrary",
+    "LIBRARY_SIMULATION",
     "SYNTHESIS_GEO",
     "SynthesisSettings",
     "bounding_cuboid",

@@ -12,7 +12,8 @@ boxes; a ball; a torus) and meshes that pybullet_data ships (its 1000 procedural
 * centred at its volume centroid, outward-oriented, with vertex normals;
 * subdivided until it has at least ``min_vertices`` vertices (about 1-4k);
 * identified by a content hash of its final vertices and faces;
-* decomposed into convex parts by VHACD on demand (cached on disk).
+* decomposed into convex parts by VHACD (:func:`miho.simulation.decompose`: shipped with the
+  package for the grasp library's objects, else computed on demand and cached on disk).
 
 Splits are by object (no shape is shared between training and test): a fixed fraction of the
 objects, chosen by a hash of their names, is held out.
@@ -51,8 +52,9 @@ class ObjectMesh:
         return float((self.verts.max(0).values - self.verts.min(0).values).max())
 
     def convex_decomposition(self, cache_dir=None) -> str:
-        """Path of the object's VHACD decomposition (an OBJ of convex parts), computed once and
-        cached under its content hash (:func:`miho.simulation.decompose`; needs pybullet)."""
+        """Path of the object's VHACD decomposition (an OBJ of convex parts) under the default
+        simulation settings: the shipped one, else computed once and cached under its content
+        hash (:func:`miho.simulation.decompose`; computing needs pybullet)."""
         from miho.simulation import SimSettings, decompose, vhacd_cache_dir
 
         return decompose(self.verts.double().numpy(), self.faces.numpy(), SimSettings(),

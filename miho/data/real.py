@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from miho.rotations import RigidMotion, axis_angle_to_matrix
 
 #: FHB's subset with object models and poses: objects and the actions that use them.
 FHB_OBJECTS = {
@@ -163,18 +163,6 @@ def _min_distance(hand_verts: torch.Tensor, obj_verts: torch.Tensor) -> torch.Te
     return torch.stack([torch.cdist(h[None], o[None])[0].min() for h, o in zip(hand_verts, obj_verts)])
 
 
-def camera_pose(hand, pose, shape, trans, R, t):
-    """A MANO pose moved by the rigid motion x -> R x + t: (pose, trans) whose vertices are the
-    moved ones (the root turns about the shaped rest root joint j0: trans' = R (j0 + trans) + t - j0).
-    pose (B, 16, 3), shape (B, S), trans (B, 3), R (B, 3, 3) or (3, 3), t (B, 3) or (3,)."""
-    j0 = hand.shaped_rest(shape)[1][:, 0]
-    R = torch.as_tensor(R, dtype=pose.dtype).expand(pose.shape[0], 3, 3)
-    t = torch.as_tensor(t, dtype=pose.dtype).expand(pose.shape[0], 3)
-    out = pose.clone()
-    out[:, 0] = matrix_to_axis_angle(R @ axis_angle_to_matrix(pose[:, 0]))
-    return out, (R @ (j0 + trans)[..., None])[..., 0] + t - j0
-
-
 # ---------------------------------------------------------------------- HO3D v2
 def _load_meta(path: Path) -> dict:
     with open(path, "rb") as fh:
@@ -252,11 +240,13 @@ def _finish(hand, rows, objects, min_distance, info) -> tuple[dict, dict]:
         s = torch.tensor(np.stack([rows[i]["mano"][1] for i in idx]))
         t = torch.tensor(np.stack([rows[i]["mano"][2] for i in idx]))
         R = torch.tensor(np.stack([rows[i].get("mano_R", GL_TO_CV) for i in idx]))
-        p, t = camera_pose(hand, p, s, t, R, torch.zeros(3, dtype=torch.float64))
+        p, t = RigidMotion(R, torch.zeros(len(idx), 3, dtype=torch.float64)).hand(hand, p, s, t)
         with torch.no_grad():
             out = hand(p, s, t)
-        ov = [torch.tensor(objects[rows[i]["obj_name"]][0]) @ torch.tensor(rows[i]["obj_rot"]).T
-              + torch.tensor(rows[i]["obj_trans"]) for i in idx]  # fmt: skip
+        ov = []
+        for i in idx:
+            verts = torch.as_tensor(objects[rows[i]["obj_name"]][0], dtype=torch.float64)
+            ov.append(RigidMotion(rows[i]["obj_rot"], rows[i]["obj_trans"]).points(verts))
         near = _min_distance(out.vertices, ov)
         for j, i in enumerate(idx):
             pose[i], shape[i], trans[i], joints[i] = p[j], s[j], t[j], out.joints21[j]
@@ -389,7 +379,7 @@ class ConvertedHO(torch.utils.data.Dataset):
 
         d = {k: v[i] for k, v in self.data.items()}
         v, f = self.objects[self.obj_name[i]]
-        ov = v @ d["obj_rot"].T + d["obj_trans"]
+        ov = RigidMotion(d["obj_rot"], d["obj_trans"]).points(v)
         K = d["K"]
 
         def project(x):
@@ -421,7 +411,6 @@ __all__ = [
     "FHB_OBJECTS",
     "HO3DV2_MINUS",
     "ConvertedHO",
-    "camera_pose",
     "convert_fhb",
     "convert_ho3d",
     "fhb_sequences",

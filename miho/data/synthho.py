@@ -19,9 +19,15 @@ returned in that camera's frame (OpenCV convention, metres):
 * with ``disturb``: ``hand_pose_noisy``, ``hand_trans_noisy``, ``obj_rot_noisy``,
   ``obj_trans_noisy``: the poses of a coarse estimate (see :class:`Disturbance`).
 
-Splits are by object: ``"test"`` holds the library's held-out objects; ``"val"`` a fraction of
-the training objects, chosen by a hash of their names; ``"train"`` the rest. Objects differ in
-size: :func:`collate` pads them (``obj_mask``).
+Splits (:func:`grasp_splits`): ``"test"`` holds every grasp of the library's held-out objects
+(unseen objects); ``"val"`` every grasp of a fraction of the training objects, chosen by a hash
+of their names; ``"test-seen"`` a few held-out grasps of each remaining training object (seen
+objects, unseen grasps); ``"train"`` the rest. Objects differ in size: :func:`collate` pads them
+(``obj_mask``).
+
+Every sample is moved from the object's canonical frame into the camera's by one
+:class:`miho.rotations.RigidMotion` (the camera's R, t), which also serves the real datasets
+(:mod:`miho.data.real`).
 """
 
 from __future__ import annotations
@@ -39,7 +45,10 @@ from miho import cpf, files
 from miho.anchors import hand_regions
 from miho.data import render as rnd
 from miho.data.grasps import GraspLibrary, load_library
-from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from miho.rotations import RigidMotion, axis_angle_to_matrix, matrix_to_axis_angle
+
+#: SynthHO's splits (:func:`grasp_splits`).
+SPLITS = ("train", "val", "test", "test-seen")
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,19 @@ def _random_offset(g: torch.Generator, mean: float, std: float) -> torch.Tensor:
 class SynthHO(torch.utils.data.Dataset):
     """(grasp, view) samples of the grasp library (see the module docstring).
 
+    Splits (:func:`grasp_splits`; deterministic: decided by hashes of object names and grasp
+    parameters, never by order or batch):
+
+    * "test": every grasp of the library's held-out objects (unseen objects);
+    * "val": every grasp of ``val_fraction`` of the training objects (chosen by name hashes);
+    * "test-seen": of each other training object with n grasps, min(``seen_per_object``,
+      n // 2) grasps chosen by their hashes (about 3 grasps an object: unseen grasps of seen
+      objects), never used for training or validation;
+    * "train": the remaining grasps of those objects; "all": every grasp.
+
     Args:
-        split: "train", "val", "test" or "all".
+        split: "train", "val", "test" (unseen objects), "test-seen" (unseen grasps of training
+            objects) or "all"; see :func:`grasp_splits`.
         views: camera views per grasp. seed: the views' and appearances' seed.
         hand: the hand model (default Anny). objects: the object library as a list of
             :class:`~miho.data.objects.ObjectMesh` (default: rebuilt from the library's names).
@@ -84,16 +104,17 @@ class SynthHO(torch.utils.data.Dataset):
             None when ``cache=False``).
         disturb: a :class:`Disturbance` to add noisy poses, or None.
         val_fraction: fraction of the training objects used for validation.
+        seen_per_object: grasps held out of each training object for "test-seen".
     """
 
     def __init__(self, split: str = "train", views: int = 4, seed: int = 0, hand=None, objects=None,
                  library: GraspLibrary | None = None, images: bool = True, size: int = 256,
                  cache: bool = True, cache_dir: str | None = None, disturb: Disturbance | None = None,
-                 val_fraction: float = 0.15) -> None:  # fmt: skip
+                 val_fraction: float = 0.15, seen_per_object: int = 3) -> None:  # fmt: skip
         from miho.hand import load_hand
 
-        if split not in ("train", "val", "test", "all"):
-            raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
+        if split not in (*SPLITS, "all"):
+            raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
         if views < 1:
             raise ValueError(f"views must be >= 1, got {views}")
         self.hand = hand or load_hand()
@@ -109,10 +130,9 @@ class SynthHO(torch.utils.data.Dataset):
         self.disturb = disturb
         self.regions = hand_regions(self.hand)
         self._hand64 = copy.deepcopy(self.hand).double()
-        names = sorted(self.library.counts())
-        self.object_names = [n for n in names if object_split(n, self.library, val_fraction) == split or split == "all"]
-        keep = set(self.object_names)
-        self.grasps = [i for i, o in enumerate(self.library.object) if o in keep]
+        splits = grasp_splits(self.library, val_fraction, seen_per_object)
+        self.grasps = [i for i, g in enumerate(splits) if split in (g, "all")]
+        self.object_names = sorted({self.library.object[i] for i in self.grasps})
         self._cpf: dict[int, cpf.CPF] = {}
         self._last: tuple[int, dict] | None = None
 
@@ -141,8 +161,7 @@ class SynthHO(torch.utils.data.Dataset):
         obj = self.objects[lib.object[g]]
         cv, cf = hand.closed(out.vertices)  # drawn closed: no hole at the wrist
         geo = dict(pose=pose[0], shape=shape[0], trans=trans[0], verts=out.vertices[0], joints=out.joints21[0],
-                   root=hand.shaped_rest(shape)[1][0, 0], obj=obj,
-                   surface=(cv[0].numpy(), cf.numpy(), vertex_normals(cv, cf[None])[0].numpy()))  # fmt: skip
+                   obj=obj, surface=(cv[0].numpy(), cf.numpy(), vertex_normals(cv, cf[None])[0].numpy()))  # fmt: skip
         self._last = (g, geo)
         return geo
 
@@ -197,17 +216,13 @@ class SynthHO(torch.utils.data.Dataset):
         g, view = self.index(i)
         geo = self.grasp_geometry(g)
         cam = self.camera(g, view, geo)
-        R, t = torch.from_numpy(cam.R), torch.from_numpy(cam.t)
+        to_camera = RigidMotion(torch.from_numpy(cam.R), torch.from_numpy(cam.t))
+        R, t = to_camera.R, to_camera.t
         obj = geo["obj"]
-        hv = geo["verts"] @ R.T + t
-        joints = geo["joints"] @ R.T + t
-        # Wrist rotation in camera space; the translation keeps LBS's root (rotating about the
-        # rest root joint j0): v' = R v + t  =>  trans' = R (j0 + trans) + t - j0.
-        pose = geo["pose"].clone()
-        pose[0] = matrix_to_axis_angle(R @ axis_angle_to_matrix(pose[0]))
-        j0 = geo["root"]
-        trans = R @ (j0 + geo["trans"]) + t - j0
-        ov = obj.verts.double() @ R.T + t
+        hv, joints = to_camera.points(geo["verts"]), to_camera.points(geo["joints"])
+        pose, trans = to_camera.hand(self._hand64, geo["pose"][None], geo["shape"][None], geo["trans"][None])
+        pose, trans = pose[0], trans[0]
+        ov = to_camera.points(obj.verts.double())
         K = torch.from_numpy(cam.K)
 
         def project(x):
@@ -222,7 +237,7 @@ class SynthHO(torch.utils.data.Dataset):
             hand_verts=hv.to(f32), joints=joints.to(f32), joints_2d=j2.to(f32), hand_verts_2d=project(hv).to(f32),
             joints_in_image=((j2 >= 0) & (j2 < self.size)).all(-1),
             obj_rot=R.to(f32), obj_trans=t.to(f32), obj_verts=ov.to(f32),
-            obj_normals=(obj.normals.double() @ R.T).to(f32),
+            obj_normals=to_camera.directions(obj.normals.double()).to(f32),
             obj_faces=obj.faces, obj_verts_2d=project(ov).to(f32), obj_name=obj.name,
             obj_index=sorted(self.objects).index(obj.name),
             vc=field.vc[0].to(f32), cr=field.cr[0], ae=field.ae[0].to(f32),
@@ -250,11 +265,51 @@ class SynthHO(torch.utils.data.Dataset):
 
 def object_split(name: str, library: GraspLibrary, val_fraction: float = 0.15) -> str:
     """ "test" for the library's held-out objects; else "val" for a hash-chosen fraction of the
-    training objects, "train" for the rest."""
+    training objects, "train" for the rest (whose grasps :func:`grasp_splits` splits further)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction!r}")
     if library.provenance["splits"][name] == "test":
         return "test"
     h = int(hashlib.sha1(f"val:{name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "val" if h < val_fraction else "train"
+
+
+def grasp_key(library: GraspLibrary, g: int) -> int:
+    """A hash of grasp ``g`` of ``library``: its object's name and its hand parameters (float32
+    bytes), so the same grasp has the same key in any library order."""
+    params = (getattr(library, k)[g].float().numpy().astype("<f4").tobytes().hex() for k in ("pose", "shape", "trans"))
+    return _seed("grasp", library.object[g], *params)
+
+
+def grasp_splits(library: GraspLibrary, val_fraction: float = 0.15, seen_per_object: int = 3) -> list[str]:
+    """The split of every grasp of ``library``, a list of :data:`SPLITS` names:
+
+    * "test": the grasps of the library's held-out objects (unseen objects);
+    * "val": the grasps of the training objects that :func:`object_split` puts in validation;
+    * "test-seen": of each other training object with n grasps, the min(``seen_per_object``,
+      n // 2) grasps of smallest :func:`grasp_key` (unseen grasps of seen objects; at least
+      half of an object's grasps stay in training);
+    * "train": the rest.
+
+    Decided by hashes of names and grasp parameters: the same library in any order gives every
+    grasp the same split.
+    """
+    if int(seen_per_object) != seen_per_object or seen_per_object < 0:
+        raise ValueError(f"seen_per_object must be an integer >= 0, got {seen_per_object!r}")
+    by_object: dict[str, str] = {}
+    out = []
+    for name in library.object:
+        if name not in by_object:
+            by_object[name] = object_split(name, library, val_fraction)
+        out.append(by_object[name])
+    members: dict[str, list[int]] = {}
+    for g, name in enumerate(library.object):
+        if by_object[name] == "train":
+            members.setdefault(name, []).append(g)
+    for idx in members.values():
+        for g in sorted(idx, key=lambda i: grasp_key(library, i))[: min(int(seen_per_object), len(idx) // 2)]:
+            out[g] = "test-seen"
+    return out
 
 
 def library_objects(library: GraspLibrary) -> list:
@@ -289,4 +344,13 @@ def collate(samples: list[dict]) -> dict:
     return out
 
 
-__all__ = ["Disturbance", "SynthHO", "collate", "library_objects", "object_split"]
+__all__ = [
+    "SPLITS",
+    "Disturbance",
+    "SynthHO",
+    "collate",
+    "grasp_key",
+    "grasp_splits",
+    "library_objects",
+    "object_split",
+]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from miho.checks import check_tensor
+from miho.checks import check_device, check_tensor
 from miho.rotations import axis_angle_to_matrix, rigid
 
 NUM_JOINTS = 16
@@ -220,8 +220,11 @@ class HandModel(torch.nn.Module):
         The shape directions stay the same, so the new model's shape space is centred on the
         given hand (a personalised hand, or a differently sized test hand).
         """
-        shape = shape.reshape(1, -1).to(self.template)
-        rest_v, rest_j = self.shaped_rest(shape)
+        S = self.num_shape
+        check_tensor("shape", shape)
+        if shape.shape not in ((S,), (1, S)):
+            raise ValueError(f"shape must have shape ({S},) or (1, {S}), got {tuple(shape.shape)}")
+        rest_v, rest_j = self.shaped_rest(shape.reshape(1, S))
         return HandModel(
             name=name or f"{self.name} (reshaped)", template=rest_v[0], faces=self.faces,
             weights=self.weights, joints=rest_j[0], shape_dirs=self.shape_dirs,
@@ -236,29 +239,29 @@ class HandModel(torch.nn.Module):
         return torch.zeros(batch, NUM_JOINTS, 3, dtype=self.dtype, device=self.device)
 
     def _inputs(self, pose, shape, trans):
-        if isinstance(pose, torch.Tensor) and pose.dim() == 4:
-            check_tensor("pose", pose, (None, NUM_JOINTS, 3, 3))
-        else:
-            check_tensor("pose", pose, (None, NUM_JOINTS, 3))
+        # Called in every iteration of an optimiser: NaN is looked for on a CPU only (no sync).
+        matrices = isinstance(pose, torch.Tensor) and pose.dim() == 4
+        check_tensor("pose", pose, (None, NUM_JOINTS, 3, 3) if matrices else (None, NUM_JOINTS, 3), finite="cpu")
         B = pose.shape[0]
         f = dict(dtype=self.dtype, device=self.device)
-        if pose.device != self.device:
-            raise ValueError(f"pose is on {pose.device} but the hand model is on {self.device}")
-        if shape is None:
-            shape = torch.zeros(1, self.num_shape, **f)
-        check_tensor("shape", shape, (None, self.num_shape))
-        if shape.shape[0] not in (1, B):
-            raise ValueError(f"shape has batch {shape.shape[0]}, pose has batch {B}")
-        if trans is None:
-            trans = torch.zeros(1, 3, **f)
-        check_tensor("trans", trans, (None, 3))
-        if trans.shape[0] not in (1, B):
-            raise ValueError(f"trans has batch {trans.shape[0]}, pose has batch {B}")
+        shape = torch.zeros(1, self.num_shape, **f) if shape is None else shape
+        trans = torch.zeros(1, 3, **f) if trans is None else trans
+        check_tensor("shape", shape, (None, self.num_shape), finite="cpu")
+        check_tensor("trans", trans, (None, 3), finite="cpu")
+        for name, t in (("pose", pose), ("shape", shape), ("trans", trans)):
+            check_device(name, t, self.device, "the hand model")
+            if t.shape[0] not in (1, B):
+                raise ValueError(f"{name} has batch {t.shape[0]}, pose has batch {B}")
         return pose.to(**f), shape.to(**f), trans.to(**f)
 
     # ------------------------------------------------------------------ forward
     def shaped_rest(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S) shape -> rest vertices (B, V, 3) and rest joints (B, 16, 3)."""
+        """(B, S) shape -> rest vertices (B, V, 3) and rest joints (B, 16, 3), metres."""
+        check_tensor("shape", shape, (None, self.num_shape))
+        check_device("shape", shape, self.device, "the hand model")
+        return self._rest(shape.to(self.dtype))
+
+    def _rest(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pos, neg = shape.clamp_min(0), (-shape).clamp_min(0)
         V, S = self.num_vertices, self.num_shape
         dv = pos @ self.shape_dirs.reshape(S, -1) + neg @ self.shape_dirs_neg.reshape(S, -1)
@@ -283,17 +286,19 @@ class HandModel(torch.nn.Module):
             :class:`HandOutput`. The wrist rotation turns the hand about the rest wrist joint.
 
         Raises:
-            ValueError: wrong shapes, NaN/inf inputs or a pose on another device.
+            ValueError: wrong shapes or dtypes, an input on another device than the model, NaN/inf
+                inputs on a CPU (not looked for on an accelerator, where it would cost a device
+                sync in every call: NaN there gives NaN outputs).
         """
         pose, shape, trans = self._inputs(pose, shape, trans)
-        B = pose.shape[0]
-        rest_v, rest_j = self.shaped_rest(shape)
+        B, V = pose.shape[0], self.num_vertices
+        rest_v, rest_j = self._rest(shape)
         rest_v, rest_j = rest_v.expand(B, -1, -1), rest_j.expand(B, -1, -1)
         rot = pose if pose.dim() == 4 else axis_angle_to_matrix(pose)  # (B, 16, 3, 3)
         if self.pose_dirs is not None:
             eye = torch.eye(3, dtype=self.dtype, device=self.device)
-            feat = (rot[:, 1:] - eye).reshape(B, -1)
-            rest_v = rest_v + (feat @ self.pose_dirs.reshape(feat.shape[1], -1)).reshape(B, -1, 3)
+            feat = (rot[:, 1:] - eye).reshape(B, 9 * (NUM_JOINTS - 1))
+            rest_v = rest_v + (feat @ self.pose_dirs.reshape(feat.shape[1], -1)).reshape(B, V, 3)
 
         # Forward kinematics, one tree level at a time (wrist; then 3 levels of 5 fingers).
         g_rot = [rot[:, 0]] + [None] * (NUM_JOINTS - 1)
@@ -311,7 +316,7 @@ class HandModel(torch.nn.Module):
         # Bone transform x -> R (x - J_rest) + J_posed.
         t = g_pos - (g_rot @ rest_j[..., None])[..., 0] + trans[:, None]
         a = torch.cat((g_rot, t[..., None]), -1).reshape(B, NUM_JOINTS, 12)
-        blend = (self.weights @ a).reshape(B, -1, 3, 4)  # (B, V, 3, 4)
+        blend = (self.weights @ a).reshape(B, V, 3, 4)  # (B, V, 3, 4)
         verts = (blend[..., :3] @ rest_v[..., None])[..., 0] + blend[..., 3]
         joints = g_pos + trans[:, None]
         tips = verts[:, self.tip_vertices]
@@ -337,6 +342,7 @@ class HandModel(torch.nn.Module):
             the loop's vertices, so it follows any pose) and the (F + C, 3) closed faces.
         """
         check_tensor("vertices", vertices, (None, self.num_vertices, 3))
+        check_device("vertices", vertices, self.device, "the hand model")
         B = vertices.shape[0]
         sums = vertices.new_zeros(B, self.num_caps, 3).index_add_(1, self.cap_loop, vertices[:, self.cap_vertex])
         counts = torch.bincount(self.cap_loop, minlength=self.num_caps).to(vertices.dtype)

@@ -13,8 +13,8 @@ def trajectory_figure(hand_faces, objects: Meshes, result: GeOResult, sample: in
     """The refinement of one sample animated (needs ``record_every`` > 0): a play button and a
     slider over the recorded iterations; the starting hand stays as a grey ghost."""
     hands, objs = result.trajectory["hand"][:, sample], result.trajectory["object"][:, sample]
+    obj_faces = objects.mesh(sample)[1]  # the real vertices come first (Meshes.from_list)
     n_obj = int(objects.vert_mask[sample].sum())
-    obj_faces = objects.faces[sample, : int(objects.face_mask[sample].sum())]
     ghost = plot.mesh_trace(hands[0], hand_faces, color="#bbbbbb", opacity=0.25, name="start")
     steps = [[plot.mesh_trace(h, hand_faces, name="hand"), plot.mesh_trace(o[:n_obj], obj_faces, color="#6baed6",
               name="object", opacity=0.85), ghost] for h, o in zip(hands[::every], objs[::every])]  # fmt: skip

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 
 from miho import metrics
-from miho.geometry import point_triangle_distance, winding_number
+from miho.geometry import closest_points, point_triangle_distance
 from miho.mesh import Meshes
 from miho.viz import plot
+from miho.voxels import intersection_voxels
 
 
 def _object_traces(obj_verts, obj_faces, opacity=0.35):
     return plot.mesh_trace(obj_verts, obj_faces, color="#6baed6", opacity=opacity, name="object")
 
 
+def _one_object(obj_verts, obj_faces, dtype) -> Meshes:
+    return Meshes.from_list([(obj_verts, obj_faces)], dtype=dtype)
+
+
 def penetration_figure(hand_verts, hand_faces, obj_verts, obj_faces):
-    """Hand vertices inside the object, coloured by their depth (distance to the surface)."""
-    tris = obj_verts[obj_faces][None]
-    inside = winding_number(hand_verts[None], tris)[0].abs() > 0.5
-    depth, _ = point_triangle_distance(hand_verts[None][:, inside], tris)
-    d = depth[0] * 1000
-    pts = hand_verts[inside] * plot.MM
+    """Hand vertices inside the object, coloured by their depth (distance to the surface), as
+    :func:`miho.metrics.vertex_penetration` finds them; the title gives PD."""
+    inside, depth = metrics.vertex_penetration(hand_verts[None], _one_object(obj_verts, obj_faces, hand_verts.dtype))
+    inside = inside[0]
+    d = (depth[0, inside] * metrics.M_TO_MM).detach().cpu()
+    pts = (hand_verts[inside] * plot.MM).detach().cpu().numpy()
     traces = [
         plot.mesh_trace(hand_verts, hand_faces, opacity=0.25),
         _object_traces(obj_verts, obj_faces),
@@ -30,17 +34,17 @@ def penetration_figure(hand_verts, hand_faces, obj_verts, obj_faces):
                      marker=dict(size=3, color=d.numpy(), colorscale="Reds", colorbar=dict(title="depth (mm)")),
                      text=[f"{x:.1f} mm" for x in d.tolist()], hoverinfo="text"),
     ]  # fmt: skip
-    pd = float(d.max()) if d.numel() else 0.0
+    pd = float(depth.amax() * metrics.M_TO_MM)
     return plot.figure(traces, title=f"penetration depth: {pd:.1f} mm ({int(inside.sum())} vertices inside)")
 
 
 def intersection_figure(hand, hand_verts, obj_verts, obj_faces, resolution=40):
-    """The object voxels inside the closed hand (their centres), and the SIV they make."""
+    """The object voxels inside the closed hand (their centres), and the SIV they make
+    (:func:`miho.voxels.intersection_voxels`)."""
     cv, cf = hand.closed(hand_verts[None])
-    objs = Meshes.from_list([(obj_verts, obj_faces)], dtype=hand_verts.dtype)
-    voxels = []
-    siv = float(metrics.solid_intersection_volume(cv, cf, objs, resolution=resolution, voxels=voxels)[0])
-    v = voxels[0] * plot.MM
+    found = intersection_voxels(cv, cf, _one_object(obj_verts, obj_faces, hand_verts.dtype), resolution=resolution)
+    siv = float(found.volumes()[0] * metrics.M3_TO_CM3)
+    v = (found.centres()[0] * plot.MM).detach().cpu().numpy()
     traces = [
         plot.mesh_trace(hand_verts, hand.faces, opacity=0.2),
         _object_traces(obj_verts, obj_faces, opacity=0.2),
@@ -53,37 +57,25 @@ def intersection_figure(hand, hand_verts, obj_verts, obj_faces, resolution=40):
 
 
 def disjointedness_figure(hand_verts, hand_faces, tip_mask, obj_verts, obj_faces, every=4):
-    """Fingertip-region vertices joined to their closest object surface points."""
-    tris = obj_verts[obj_faces]
-    tips = hand_verts[tip_mask]
-    dist, face = point_triangle_distance(tips[None], tris[None])
-    closest = _closest_points(tips, tris[face[0]])
+    """Fingertip-region vertices joined to their closest object surface points; the title gives DD."""
+    tris = obj_verts[obj_faces][None].to(hand_verts.dtype)
+    tips = hand_verts[tip_mask][None]
+    dist, face = point_triangle_distance(tips, tris)
+    closest = closest_points(tips, tris, face)[0]
     sel = slice(None, None, every)
     traces = [
         plot.mesh_trace(hand_verts, hand_faces, opacity=0.3),
         _object_traces(obj_verts, obj_faces, opacity=0.5),
-        plot.segments_trace(tips[sel], closest[sel], color="#2ca02c", width=3, name="to the surface"),
+        plot.segments_trace(tips[0, sel], closest[sel], color="#2ca02c", width=3, name="to the surface"),
     ]
-    return plot.figure(traces, title=f"disjointedness: {float(dist.mean()) * 1000:.1f} mm (mean over {len(tips)} "
+    dd = float(dist.mean() * metrics.M_TO_MM)
+    return plot.figure(traces, title=f"disjointedness: {dd:.1f} mm (mean over {tips.shape[1]} "
                                      f"fingertip vertices, every {every}th drawn)")  # fmt: skip
-
-
-def _closest_points(points: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
-    """Closest point of each (N, 3) point on its (N, 3, 3) triangle, by dense sampling of the
-    triangle's barycentric grid refined once (drawing only; metrics use exact distances)."""
-    n = 24
-    u, v = torch.meshgrid(torch.linspace(0, 1, n + 1, dtype=points.dtype), torch.linspace(0, 1, n + 1,
-                          dtype=points.dtype), indexing="ij")  # fmt: skip
-    keep = (u + v) <= 1
-    w = torch.stack((1 - u[keep] - v[keep], u[keep], v[keep]), -1)  # (S, 3)
-    samples = torch.einsum("sk,nkc->nsc", w, tris)
-    best = (samples - points[:, None]).norm(dim=-1).argmin(1)
-    return samples[torch.arange(len(points)), best]
 
 
 def simulation_figure(trace: np.ndarray, time_step: float = 1 / 240):
     """The object's centre of mass over a simulation: displacement against time."""
-    d = np.linalg.norm(trace - trace[0], axis=1) * 1000
+    d = np.linalg.norm(trace - trace[0], axis=1) * metrics.M_TO_MM
     t = np.arange(len(trace)) * time_step * 1000
     fig = go.Figure(go.Scatter(x=t, y=d, mode="lines+markers", name="displacement"))
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="time (ms)",
