@@ -320,8 +320,14 @@ def cpf_repulsion(p: Problem, f: Frame) -> torch.Tensor:
         return cpf_mod.repulsion_energy(f.hand_verts, f.obj_verts, f.obj_normals, p.objects.vert_mask, cfg.k_rpl,
                                         cfg.t_rpl, neighbour_index=f.found.hand_index)  # fmt: skip
     s, o, h = f.found.pairs
-    off = f.hand_verts.reshape(-1, 3)[h] - f.obj_verts.reshape(-1, 3)[o]
-    proj = (off * f.obj_normals.reshape(-1, 3)[o]).sum(-1)
+
+    # torch.gather, not x[h]: its backward (scatter_add) sums in a fixed order; that of advanced
+    # indexing (index_put with accumulate) does not on a multi-threaded CPU (run-to-run ulps).
+    def rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x.reshape(-1, 3), 0, index[:, None].expand(-1, 3))
+
+    off = rows(f.hand_verts, h) - rows(f.obj_verts, o)
+    proj = (off * rows(f.obj_normals, o)).sum(-1)
     spring = 0.5 * cfg.k_rpl * torch.exp(-2.0 * proj) * (off.square().sum(-1) <= cfg.t_rpl**2)
     return f.hand_verts.new_zeros(len(f.hand_verts)).index_add(0, s, spring)
 
