@@ -207,3 +207,80 @@ def bench_disturbed(samples: int = 32, iterations: int = 400, resolution: int = 
     ds, batch = ablation_batch(samples)
     settings = {"E_rpl on the 50 nearest (before)": dict(rpl_neighbours=50), "E_rpl on every pair (after)": {}}
     return experiments.ablation_study(ds.hand.to(device), batch, settings, iterations=iterations, resolution=resolution)
+
+
+def bench_picr(config: str = "small", batch: int = 8, device: str = "cpu", points: int = 800,
+               eval_points: int = 2000, repeats: int = 5, amp: bool = False) -> dict:  # fmt: skip
+    """PiCR throughput on random inputs of the real shapes: training (forward of both stacks,
+    the losses, backward, an Adam step) with ``points`` object vertices a sample, and prediction
+    (the last stack) with ``eval_points``; samples/s (medians of ``repeats`` after a warm-up) and
+    the peak GPU memory (GiB, 0 on the CPU)."""
+    from miho.nets.picr import build_picr
+    from miho.train.losses import picr_loss
+
+    torch.manual_seed(0)
+    net = build_picr(config).to(device)
+    S = net.config.image_size
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    K = torch.tensor([[1.5 * S, 0, S / 2], [0, 1.5 * S, S / 2], [0, 0, 1]], device=device).expand(batch, 3, 3)
+
+    def inputs(n):
+        image = torch.rand(batch, 3, S, S, device=device)
+        verts = torch.randn(batch, n, 3, device=device) * 0.04 + torch.tensor([0.0, 0.0, 0.5], device=device)
+        return image, verts
+
+    def timed(fn) -> float:
+        times = []
+        for i in range(repeats + 1):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if i:
+                times.append(time.perf_counter() - t0)
+        return batch / statistics.median(times)
+
+    image, verts = inputs(points)
+    vc = (torch.rand(batch, points, device=device) < 0.15).float()
+    cr = torch.randint(0, 17, (batch, points), device=device)
+    ae = torch.rand(batch, points, device=device)
+
+    def step():
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            loss, _ = picr_loss(net.train()(image, verts, K), vc, cr, ae)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    train_rate = timed(step)
+    image2, verts2 = inputs(eval_points)
+
+    def predict():
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            net.predict(image2, verts2, K)
+
+    predict_rate = timed(predict)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if str(device).startswith("cuda") else 0.0
+    params = sum(p.numel() for p in net.parameters())
+    return {"train": train_rate, "predict": predict_rate, "peak_gib": peak, "parameters": params}
+
+
+def bench_picr_loader(batch: int = 8, grasps: int = 32, views: int = 2, size: int = 128, repeats: int = 20) -> float:
+    """Samples/s of PiCR's batch assembly (gathering a batch of in-memory samples, the fresh object
+    disturbance, the image augmentation), what feeds each training step; on ``grasps`` training
+    grasps rendered at ``size``."""
+    from miho.train.picr_data import AUGMENT_DRAWS, augment, build_picr_data, disturb_objects
+
+    data = build_picr_data("train", views=views, size=size, grasps=grasps, progress=False)
+    g = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        idx = torch.randint(len(data), (batch,), generator=g)
+        rot, trans = disturb_objects(data.obj_rot[idx].double(), data.obj_trans[idx].double(), g)
+        b = data.batch(idx, rot=rot, trans=trans)
+        augment(b["image"], b["K"], torch.rand(batch, AUGMENT_DRAWS, generator=g))
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)

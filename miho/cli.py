@@ -1,10 +1,12 @@
 """The ``miho`` command.
 
 miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
-miho bench hand|geo|recovery|siv|render|synth|ablation   time a hot path, run an experiment (--help)
+miho bench hand|geo|recovery|siv|render|synth|ablation|disturbed|picr   time a hot path, run an experiment (--help)
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
 miho synth objects [--random-objects 300]            prepare and list the object library
 miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
+miho train picr [--config small] [--epochs 10] [--resume] ...   train PiCR (torchrun for several processes)
+miho export picr [--run-dir runs/picr-small]          commit-ready weights and model card with figures
 """
 
 from __future__ import annotations
@@ -84,6 +86,19 @@ def _bench(args) -> None:
               f"CPF (full) has k_rpl = 1.0e-03")  # fmt: skip
         print(study.to_markdown())
         return
+    if args.what == "picr":
+        from miho.bench import bench_picr, bench_picr_loader
+
+        r = bench_picr(args.config, args.batch, args.device, amp=args.amp)
+        print(f"PiCR {args.config} ({r['parameters'] / 1e6:.2f} M parameters), batch {args.batch}, {where}"
+              f"{', bf16' if args.amp else ''}: training {r['train']:.1f} samples/s (800 vertices a sample), "
+              f"prediction {r['predict']:.1f} samples/s (2000 vertices)"
+              + (f", peak GPU memory {r['peak_gib']:.2f} GiB" if args.device.startswith("cuda") else ""))  # fmt: skip
+        if not args.device.startswith("cuda"):
+            rate = bench_picr_loader(args.batch)
+            print(f"PiCR batch assembly (gather, disturbance, augmentation), batch {args.batch}, {where}: "
+                  f"{rate:.0f} samples/s")  # fmt: skip
+        return
     if args.what == "recovery":
         rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)
         n = len(rec.before)
@@ -150,6 +165,36 @@ def _synth(args) -> None:
     print("candidates passing each filter in turn: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+def _train(args) -> None:
+    from miho.train.picr import train_picr
+    from miho.train.trainer import TrainSettings
+
+    torch.set_num_threads(args.threads)
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+                             step_epochs=args.step_epochs, grad_clip=args.grad_clip, seed=args.seed,
+                             steps_per_epoch=args.steps_per_epoch, amp=args.amp, compile=args.compile)  # fmt: skip
+    train_picr(args.config, settings, args.run_dir or f"runs/picr-{args.config}", resume=args.resume,
+               views=args.views, val_views=args.val_views, train_grasps=args.train_grasps,
+               val_grasps=args.val_grasps, max_points=args.max_points, augment_images=not args.no_augment,
+               device=args.device, workers=args.workers)  # fmt: skip
+
+
+def _export(args) -> None:
+    from miho.nets.picr import ASSETS
+    from miho.train.picr import export_picr
+
+    torch.set_num_threads(args.threads)
+    card = export_picr(args.run_dir, args.out or ASSETS / "picr_small.pt", checkpoint=args.checkpoint,
+                       views=args.views)  # fmt: skip
+    for split, row in card["figures"].items():
+        for who in ("picr", "heuristic"):
+            f = row[who]
+            print(f"{split:9s} {who:9s} P/R/F1 at {f['threshold']}: "
+                  f"{f['precision']:.3f}/{f['recall']:.3f}/{f['f1']:.3f}"
+                  f"  best F1 {f['best_f1']:.3f} at {f['best_threshold']}  CR {f['cr_accuracy']:.3f}"
+                  f"  AE MAE {f['ae_mae']:.3f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="miho", description="MIHO: hand-object contact (CPF), batched in PyTorch")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -158,7 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     info.add_argument("--mano-path", default=None, help="MANO_RIGHT.pkl or its folder (else $MIHO_MANO_DIR)")
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="time a hot path")
-    bench.add_argument("what", choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation", "disturbed"])
+    bench.add_argument(
+        "what", choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation", "disturbed", "picr"]
+    )
+    bench.add_argument("--config", default="small", help="picr: the network configuration")
+    bench.add_argument("--amp", action="store_true", help="picr: bf16 autocast")
     bench.add_argument("--batch", type=int, default=256)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -190,6 +239,39 @@ def main(argv: list[str] | None = None) -> None:
     synth.add_argument("--workers", type=int, default=None, help="simulation or rendering processes")
     synth.add_argument("--out", default=None, help="grasp library path (default: the package's own)")
     synth.set_defaults(run=_synth)
+    tr = sub.add_parser("train", help="train a network (under torchrun: several processes, DDP)")
+    tr.add_argument("what", choices=["picr"])
+    tr.add_argument("--config", default="small", help="named configuration (small: 2 CPU cores; paper: GPUs)")
+    tr.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/picr-<config>)")
+    tr.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+    tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--batch-size", type=int, default=8, help="samples a process a step")
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--schedule", default="step", choices=["step", "cosine"])
+    tr.add_argument("--step-epochs", type=int, default=100, help="step schedule: halve the rate this often")
+    tr.add_argument("--grad-clip", type=float, default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--steps-per-epoch", type=int, default=None)
+    tr.add_argument("--views", type=int, default=8, help="training views a grasp")
+    tr.add_argument("--val-views", type=int, default=2)
+    tr.add_argument("--train-grasps", type=int, default=None, help="cap (small runs)")
+    tr.add_argument("--val-grasps", type=int, default=None)
+    tr.add_argument("--max-points", type=int, default=800, help="object vertices a sample a step")
+    tr.add_argument("--no-augment", action="store_true")
+    tr.add_argument("--amp", action="store_true", help="bf16 autocast (GPUs)")
+    tr.add_argument("--compile", action="store_true", help="torch.compile (GPUs)")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("--workers", type=int, default=2, help="DataLoader processes building the data")
+    tr.set_defaults(run=_train)
+    ex = sub.add_parser("export", help="export a trained run's weights (fp16) and write its model card")
+    ex.add_argument("what", choices=["picr"])
+    ex.add_argument("--run-dir", default="runs/picr-small")
+    ex.add_argument("--checkpoint", default="best.pt")
+    ex.add_argument("--out", default=None, help="weights path (default miho/assets/picr_small.pt)")
+    ex.add_argument("--views", type=int, default=2, help="views a grasp of the evaluated splits")
+    ex.add_argument("--threads", type=int, default=2)
+    ex.set_defaults(run=_export)
     args = ap.parse_args(argv)
     try:
         args.run(args)

@@ -303,7 +303,8 @@ def evaluate(
         gt_obj_verts: (B, N, 3) ground-truth object vertices padded like ``objects.verts``
             (or a :class:`Meshes`) for OE (omitted when None).
         simulate: add SD (:func:`miho.simulation.simulation_displacement`, CPU processes).
-        sim_settings: a :class:`miho.simulation.SimSettings` (defaults: the ObMan protocol).
+        sim_settings: a :class:`miho.simulation.SimSettings` (default ``SimSettings()``: the mean of 5
+            runs with the hand jittered within 0.1 mm, and ``SD std``; :data:`miho.simulation.OBMAN`: as published).
         sim_options: extra keyword arguments of ``simulation_displacement`` (workers, cache_dir,
             progress, gravity).
         resolution: SIV voxels per axis.

@@ -63,20 +63,36 @@ class Disturbance:
     offset_std: float = 0.005
     joint_std: float = 0.0
 
+    def draw(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``n`` draws, float64 on the generator's device: ``hand_rot`` (n, 3, 3), ``joint_noise``
+        (n, 15, 3) radians, ``hand_offset`` (n, 3) m, ``obj_rot`` (n, 3, 3), ``obj_offset`` (n, 3) m.
+        A coarse pose is the rotation applied after the true one and the offset added to the
+        translation (the hand turns about its wrist, the object about its centre)."""
+        g = generator
+        out = {"hand_rot": _random_rotations(n, self.max_angle, g)}
+        out["joint_noise"] = self.joint_std * torch.randn(n, 15, 3, generator=g, device=g.device, dtype=torch.float64)
+        out["hand_offset"] = _random_offsets(n, self.offset_mean, self.offset_std, g)
+        out["obj_rot"] = _random_rotations(n, self.max_angle, g)
+        out["obj_offset"] = _random_offsets(n, self.offset_mean, self.offset_std, g)
+        return out
+
 
 def _seed(*parts) -> int:
     return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
-def _random_rotation(g: torch.Generator, max_angle: float) -> torch.Tensor:
-    axis = torch.randn(3, generator=g, device=g.device, dtype=torch.float64)
-    angle = max_angle * torch.rand((), generator=g, device=g.device, dtype=torch.float64)
-    return axis_angle_to_matrix(axis / axis.norm() * angle)
+def _random_rotations(n: int, max_angle: float, g: torch.Generator) -> torch.Tensor:
+    """(n, 3, 3): rotations about uniformly random axes by angles uniform in [0, max_angle]."""
+    axis = torch.randn(n, 3, generator=g, device=g.device, dtype=torch.float64)
+    angle = max_angle * torch.rand(n, generator=g, device=g.device, dtype=torch.float64)
+    return axis_angle_to_matrix(axis / axis.norm(dim=-1, keepdim=True) * angle[:, None])
 
 
-def _random_offset(g: torch.Generator, mean: float, std: float) -> torch.Tensor:
-    d = torch.randn(3, generator=g, device=g.device, dtype=torch.float64)
-    return d / d.norm() * (mean + std * torch.randn((), generator=g, device=g.device, dtype=torch.float64))
+def _random_offsets(n: int, mean: float, std: float, g: torch.Generator) -> torch.Tensor:
+    """(n, 3): uniformly random directions, lengths N(mean, std)."""
+    d = torch.randn(n, 3, generator=g, device=g.device, dtype=torch.float64)
+    length = mean + std * torch.randn(n, generator=g, device=g.device, dtype=torch.float64)
+    return d / d.norm(dim=-1, keepdim=True) * length[:, None]
 
 
 class SynthHO(torch.utils.data.Dataset):
@@ -244,17 +260,15 @@ class SynthHO(torch.utils.data.Dataset):
             grasp=g, view=view,
         )  # fmt: skip
         if self.disturb is not None:
-            d = self.disturb
             gen = torch.Generator("cpu").manual_seed(_seed("disturb", self.seed, g, view))
-            Rh = _random_rotation(gen, d.max_angle)
+            d = {k: v[0] for k, v in self.disturb.draw(1, gen).items()}
             noisy = pose.clone()
-            noisy[0] = matrix_to_axis_angle(Rh @ axis_angle_to_matrix(pose[0]))
-            noisy[1:] += d.joint_std * torch.randn(15, 3, generator=gen, device=gen.device, dtype=torch.float64)
+            noisy[0] = matrix_to_axis_angle(d["hand_rot"] @ axis_angle_to_matrix(pose[0]))
+            noisy[1:] += d["joint_noise"]
             s["hand_pose_noisy"] = noisy.to(f32)  # turned about the root joint, which trans leaves in place
-            s["hand_trans_noisy"] = (trans + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)
-            Ro = _random_rotation(gen, d.max_angle)
-            s["obj_rot_noisy"] = (Ro @ R).to(f32)
-            s["obj_trans_noisy"] = (t + _random_offset(gen, d.offset_mean, d.offset_std)).to(f32)  # about its centre
+            s["hand_trans_noisy"] = (trans + d["hand_offset"]).to(f32)
+            s["obj_rot_noisy"] = (d["obj_rot"] @ R).to(f32)
+            s["obj_trans_noisy"] = (t + d["obj_offset"]).to(f32)  # about its centre
         if self.images:
             img = self._image(g, view, geo, cam)
             s["image"] = torch.from_numpy(img["rgb"]).permute(2, 0, 1).to(f32) / 255

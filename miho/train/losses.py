@@ -1,0 +1,114 @@
+"""PiCR's losses (Eq. 5-7): focal loss on Vertex Contact, focal loss on Contact Region, binary
+cross-entropy on Anchor Elasticity.
+
+Each loss is a per-sample mean over the vertices it counts, then a mean over the samples: a
+sample's weight does not depend on how many vertices its object has, and the mean over a batch
+split across processes (DistributedDataParallel averages gradients) equals the mean over the
+whole batch. Which vertices count:
+
+* VC (Eq. 5): real vertices projected inside the image (``1^img``);
+* CR (Eq. 6) and AE (Eq. 7): the same, that are also in contact in the ground truth (``1^VC``).
+
+A sample with no counted vertex adds 0 to its term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PiCRLossWeights", "binary_focal_loss", "elasticity_loss", "masked_sample_mean", "picr_loss",
+           "region_focal_loss"]  # fmt: skip
+
+
+def masked_sample_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, N) values and (B, N) bool -> scalar: the mean over samples of each sample's mean over its
+    masked entries (0 for a sample with none)."""
+    m = mask.to(values.dtype)
+    per_sample = (values * m).sum(1) / m.sum(1).clamp_min(1)
+    return per_sample.mean() if per_sample.numel() else values.sum() * 0
+
+
+def binary_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, alpha: float = 0.9, gamma: float = 2.0
+) -> torch.Tensor:
+    """Eq. 5: -alpha_t (1 - p_t)^gamma log p_t, with p_t the predicted probability of the true
+    class and alpha_t = ``alpha`` for positives, 1 - ``alpha`` for negatives.
+
+    Args:
+        logits: (B, N) VC logits. target: (B, N) 0/1 (ground-truth contact). mask: (B, N) bool.
+        alpha: weight of the positive class (the official 0.9; the paper's inverse class frequency
+            is the fraction of negatives, see :func:`miho.train.picr.contact_alpha`).
+        gamma: focusing exponent (the paper: 2).
+    """
+    t = target.to(logits.dtype)
+    log_p = F.logsigmoid(logits)
+    log_q = F.logsigmoid(-logits)
+    log_pt = t * log_p + (1 - t) * log_q
+    pt = log_pt.exp()
+    alpha_t = alpha * t + (1 - alpha) * (1 - t)
+    return masked_sample_mean(-alpha_t * (1 - pt) ** gamma * log_pt, mask)
+
+
+def region_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Eq. 6: -(1 - m)^gamma log m, m the softmax probability of the true region.
+
+    Args:
+        logits: (B, N, 17). target: (B, N) region ids (anything where ``mask`` is False).
+        mask: (B, N) bool, the vertices counted. weight: optional (17,) per-region factor (the
+        official rewrite's per-region alpha).
+    """
+    ids = torch.where(mask, target, torch.zeros_like(target)).long()
+    log_m = torch.log_softmax(logits, -1).gather(-1, ids[..., None])[..., 0]
+    loss = -((1 - log_m.exp()) ** gamma) * log_m
+    if weight is not None:
+        loss = loss * weight.to(loss)[ids]
+    return masked_sample_mean(loss, mask)
+
+
+def elasticity_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: binary cross-entropy between predicted (B, N) elasticities in (0, 1) and the ground
+    truth's, over the masked vertices."""
+    p = pred.clamp(1e-6, 1 - 1e-6)
+    t = target.to(p.dtype)
+    return masked_sample_mean(-(t * p.log() + (1 - t) * (1 - p).log()), mask)
+
+
+@dataclass(frozen=True)
+class PiCRLossWeights:
+    """Weights of the three terms (official: VC 10, CR 10, AE 1), the VC focal loss's alpha and gamma."""
+
+    vc: float = 10.0
+    cr: float = 10.0
+    ae: float = 1.0
+    alpha: float = 0.9
+    gamma: float = 2.0
+
+
+def picr_loss(output, vc: torch.Tensor, cr: torch.Tensor, ae: torch.Tensor,
+              weights: PiCRLossWeights | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """The weighted sum of Eq. 5-7 over every stack of a :class:`miho.nets.picr.PiCROutput`.
+
+    Args:
+        output: the network's output (its ``in_image`` masks padding and out-of-image vertices).
+        vc: (B, N) ground-truth contact, 0/1. cr: (B, N) region ids. ae: (B, N) elasticities.
+        weights: default :class:`PiCRLossWeights` (the official values).
+
+    Returns:
+        the total (scalar) and its unweighted terms summed over the stacks {"vc", "cr", "ae"}.
+    """
+    weights = weights or PiCRLossWeights()
+    seen = output.in_image
+    touch = seen & (vc > 0.5)
+    terms = {"vc": 0.0, "cr": 0.0, "ae": 0.0}
+    for v, c, a in zip(output.vc_logits, output.cr_logits, output.ae):
+        terms["vc"] = terms["vc"] + binary_focal_loss(v, vc, seen, weights.alpha, weights.gamma)
+        terms["cr"] = terms["cr"] + region_focal_loss(c, cr, touch, weights.gamma)
+        terms["ae"] = terms["ae"] + elasticity_loss(a, ae, touch)
+    total = weights.vc * terms["vc"] + weights.cr * terms["cr"] + weights.ae * terms["ae"]
+    return total, terms

@@ -1,0 +1,274 @@
+"""Training and evaluating PiCR (Supp D.1, stage 1): the task for :func:`miho.train.trainer.train`,
+the field figures, and the distance heuristic they are compared with.
+
+Stage 1 reads the image and the ground-truth object disturbed by
+:class:`~miho.data.synthho.Disturbance` (pi/24, N(10, 5) mm), drawn afresh every step; evaluation
+uses each sample's fixed seeded disturbance (SynthHO's), so figures are repeatable. Stage 2
+(HoNet's predicted objects) plugs in through ``object_pose``: a function from (data, sample
+indices, generator) to coarse object poses.
+
+Figures (:func:`field_figures`), micro-averaged over every real object vertex of a split:
+
+* VC precision, recall and F1 at a threshold (the paper's t_vc = 0.8) and the precision-recall
+  curve over thresholds, with the best F1 and its threshold;
+* CR accuracy: the predicted region equals the true one, on true-contact vertices;
+* AE mean absolute error on true-contact vertices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+from miho import cpf
+from miho.anchors import hand_regions
+from miho.data.synthho import Disturbance
+from miho.nets.picr import PiCR
+from miho.train.losses import PiCRLossWeights, picr_loss
+from miho.train.picr_data import AUGMENT_DRAWS, Augment, PiCRData, augment, build_picr_data, disturb_objects
+
+__all__ = ["PiCRTask", "field_figures", "heuristic_fields", "predict_fields", "subsample_vertices",
+           "THRESHOLDS", "evaluate_picr", "export_picr", "train_picr"]  # fmt: skip
+
+DEFAULT_AUGMENT = Augment()
+
+#: thresholds of the precision-recall curve
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def subsample_vertices(mask: torch.Tensor, k: int, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``k`` real vertices a sample, chosen by the largest ``keys`` (b, N) uniform draws.
+
+    Returns (b, k') indices (k' = min(k, N)) and their (b, k') mask (False where a sample has fewer
+    than k' real vertices)."""
+    k = min(k, mask.shape[1])
+    idx = torch.where(mask, keys, torch.full_like(keys, -1.0)).topk(k, dim=1).indices
+    return idx, mask.gather(1, idx)
+
+
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 3:
+        return x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
+    return x.gather(1, idx)
+
+
+class PiCRTask:
+    """PiCR stage 1 as a :class:`miho.train.trainer.Task`.
+
+    Args:
+        model: a :class:`~miho.nets.picr.PiCR`.
+        train_data, val_data: :class:`PiCRData` at the model's image size.
+        max_points: real vertices a sample keeps in training (random subset each step); all in
+            evaluation.
+        disturbance: the coarse object's pose noise in training (default the official jitter).
+        augment: image augmentation (None: off).
+        weights: loss weights, alpha and gamma (default the official ones).
+        object_pose: optional ``f(data, idx, generator) -> (rot, trans)`` giving coarse object poses
+            for a global batch (stage 2); default: the true pose disturbed by ``disturbance``.
+    """
+
+    def __init__(self, model: PiCR, train_data: PiCRData, val_data: PiCRData | None = None, max_points: int = 800,
+                 disturbance: Disturbance | None = None, augment: Augment | None = DEFAULT_AUGMENT,
+                 weights: PiCRLossWeights | None = None,
+                 object_pose: Callable | None = None) -> None:  # fmt: skip
+        size = model.config.image_size
+        for name, d in (("train_data", train_data), ("val_data", val_data)):
+            if d is not None and d.image_size != size:
+                raise ValueError(f"{name} has {d.image_size}-pixel images, the model's configuration "
+                                 f"{model.config.name!r} reads {size}")  # fmt: skip
+        disturbance, weights = disturbance or Disturbance(), weights or PiCRLossWeights()
+        self.model, self.data, self.val_data = model, train_data, val_data
+        self.max_points, self.disturbance, self.augment, self.weights = max_points, disturbance, augment, weights
+        self.object_pose = object_pose
+        self.meta = {
+            "model": "picr", "config": model.config.to_dict(), "data": train_data.info,
+            "val_data": val_data.info if val_data is not None else None, "max_points": max_points,
+            "disturbance": dataclasses.asdict(disturbance), "augment": dataclasses.asdict(augment) if augment else None,
+            "weights": dataclasses.asdict(weights), "stage": 1 if object_pose is None else 2,
+        }  # fmt: skip
+
+    def num_samples(self) -> int:
+        return len(self.data)
+
+    def loss(self, model, idx: torch.Tensor, part: slice, generator: torch.Generator, device) -> tuple:
+        data = self.data
+        if self.object_pose is None:
+            rot, trans = disturb_objects(data.obj_rot[idx].double(), data.obj_trans[idx].double(), generator,
+                                         self.disturbance)  # fmt: skip
+        else:
+            rot, trans = self.object_pose(data, idx, generator)
+        n = int(data.obj_count[data.obj_of_grasp[data.grasp[idx]]].max())
+        keys = torch.rand(len(idx), n, generator=generator)
+        draws = torch.rand(len(idx), AUGMENT_DRAWS, generator=generator)
+        b = data.batch(idx[part], device, rot=rot[part], trans=trans[part])
+        image, P = b["image"], b["K"]
+        if self.augment is not None:
+            image, P = augment(image, P, draws[part].to(device), self.augment)
+        keep, mask = subsample_vertices(b["obj_mask"], self.max_points, keys[part, : b["obj_mask"].shape[1]].to(device))
+        out = model(image, _take(b["obj_verts"], keep), P, mask)
+        total, terms = picr_loss(out, _take(b["vc"], keep), _take(b["cr"], keep), _take(b["ae"], keep), self.weights)
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+    def validate(self, model, device) -> dict:
+        if self.val_data is None:
+            return {"score": 0.0}
+        fig = field_figures(predict_fields(model, self.val_data, device=device))
+        return {"score": fig["best_f1"], "f1": fig["f1"], "best_threshold": fig["best_threshold"],
+                "cr_accuracy": fig["cr_accuracy"], "ae_mae": fig["ae_mae"]}  # fmt: skip
+
+
+@torch.no_grad()
+def predict_fields(model: PiCR, data: PiCRData, pose: str = "noisy", batch_size: int = 16, device="cpu",
+                   idx=None) -> dict:  # fmt: skip
+    """PiCR's field on samples of ``data`` (all, or ``idx``) under their fixed coarse (``"noisy"``)
+    or true object pose, every real vertex, flattened: ``vc`` probabilities, ``cr`` ids, ``ae``,
+    the ground truth ``vc_true``, ``cr_true``, ``ae_true``, and ``sample`` (the sample of each vertex)."""
+    was = model.training
+    model.eval()
+    idx = torch.arange(len(data)) if idx is None else torch.as_tensor(idx)
+    rows: dict[str, list] = {k: [] for k in ("vc", "cr", "ae", "vc_true", "cr_true", "ae_true", "sample")}
+    try:
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            b = data.batch(chunk, device, pose=pose)
+            field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"])
+            _collect(rows, field, b, chunk)
+    finally:
+        model.train(was)
+    return {k: torch.cat(v) for k, v in rows.items()}
+
+
+def _collect(rows: dict, field: cpf.CPF, b: dict, chunk: torch.Tensor) -> None:
+    m = b["obj_mask"]
+    rows["vc"].append(field.vc[m].cpu())
+    rows["cr"].append(field.cr[m].cpu())
+    rows["ae"].append(field.ae[m].cpu())
+    rows["vc_true"].append(b["vc"][m].cpu())
+    rows["cr_true"].append(b["cr"][m].cpu())
+    rows["ae_true"].append(b["ae"][m].cpu())
+    rows["sample"].append(chunk[:, None].expand_as(m.cpu())[m.cpu()])
+
+
+@torch.no_grad()
+def heuristic_fields(data: PiCRData, hand=None, pose: str = "noisy", batch_size: int = 32, device="cpu",
+                     idx=None) -> dict:  # fmt: skip
+    """The distance heuristic, a field that needs no learning: Eq. 4 applied to the coarse hand and
+    object (contact within 20 mm of the coarse hand's palm side, the region and elasticity it
+    gives); the same keys as :func:`predict_fields`."""
+    from miho.hand import load_hand
+
+    hand = (hand or load_hand()).to(device)
+    regions = hand_regions(hand)
+    idx = torch.arange(len(data)) if idx is None else torch.as_tensor(idx)
+    sfx = "_noisy" if pose == "noisy" else ""
+    rows: dict[str, list] = {k: [] for k in ("vc", "cr", "ae", "vc_true", "cr_true", "ae_true", "sample")}
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start : start + batch_size]
+        b = data.batch(chunk, device, pose=pose)
+        hv = hand(b["hand_pose" + sfx], b["hand_shape"], b["hand_trans" + sfx]).vertices
+        field = cpf.annotate(hv, b["obj_verts"], regions, b["obj_mask"])
+        _collect(rows, field, b, chunk)
+    return {k: torch.cat(v) for k, v in rows.items()}
+
+
+def field_figures(f: dict, t_vc: float = cpf.T_VC) -> dict:
+    """VC precision / recall / F1 at ``t_vc``, the precision-recall curve (:data:`THRESHOLDS`), the best
+    F1 and its threshold, CR accuracy and AE mean absolute error on true-contact vertices, of the
+    flattened fields of :func:`predict_fields` or :func:`heuristic_fields`."""
+    true = f["vc_true"] > 0.5
+
+    def prf(t: float) -> tuple[float, float, float]:
+        pred = f["vc"] > t
+        tp = float((pred & true).sum())
+        p = tp / max(float(pred.sum()), 1.0)
+        r = tp / max(float(true.sum()), 1.0)
+        return p, r, 2 * p * r / max(p + r, 1e-12)
+
+    curve = [(t, *prf(t)) for t in THRESHOLDS]
+    best = max(curve, key=lambda row: row[3])
+    p, r, f1 = prf(t_vc)
+    n_true = max(int(true.sum()), 1)
+    return {
+        "threshold": t_vc, "precision": p, "recall": r, "f1": f1,
+        "best_f1": best[3], "best_threshold": best[0], "curve": curve,
+        "cr_accuracy": float((f["cr"][true] == f["cr_true"][true]).sum()) / n_true,
+        "ae_mae": float((f["ae"][true] - f["ae_true"][true]).abs().sum()) / n_true,
+        "contact_fraction": float(true.float().mean()) if true.numel() else 0.0,
+        "vertices": int(true.numel()),
+    }  # fmt: skip
+
+
+def train_picr(config: str = "small", settings=None, run_dir="runs/picr-small", resume: bool = False,
+               views: int = 8, val_views: int = 2, train_grasps: int | None = None, val_grasps: int | None = None,
+               max_points: int = 800, augment_images: bool = True, device: str = "cpu", progress: bool = True,
+               workers: int = 2) -> tuple[PiCR, dict]:  # fmt: skip
+    """Stage 1 of PiCR's training on SynthHO (what ``miho train picr`` runs): ``train`` split at
+    ``views`` views a grasp, validated on ``val`` at ``val_views``; returns the model (the last
+    epoch's weights) and the history. ``train_grasps`` / ``val_grasps`` cap the grasps (small runs)."""
+    from miho.nets.picr import build_picr
+    from miho.train.trainer import TrainSettings, train
+
+    settings = settings or TrainSettings()
+    torch.manual_seed(settings.seed)  # the initial weights
+    model = build_picr(config)
+    size = model.config.image_size
+    train_data = build_picr_data("train", views, size, grasps=train_grasps, workers=workers, progress=progress)
+    val_data = build_picr_data("val", val_views, size, grasps=val_grasps, workers=workers, progress=progress)
+    task = PiCRTask(model, train_data, val_data, max_points=max_points, augment=Augment() if augment_images else None)
+    history = train(task, settings, run_dir, resume=resume, device=device, progress=progress)
+    return model, history
+
+
+def evaluate_picr(model: PiCR, splits=("val", "test-seen", "test"), views: int = 2, heuristic: bool = True,
+                  device="cpu", progress: bool = True, grasps: int | None = None) -> dict:  # fmt: skip
+    """Figures (:func:`field_figures`) of ``model`` and, with ``heuristic``, of the distance heuristic on
+    each split at ``views`` views a grasp, each sample's fixed coarse object (and hand) pose:
+    ``{split: {"picr": {...}, "heuristic": {...}, "samples": n}}``."""
+    out = {}
+    for split in splits:
+        data = build_picr_data(split, views=views, size=model.config.image_size, grasps=grasps, progress=progress)
+        row = {"picr": field_figures(predict_fields(model, data, device=device)), "samples": len(data)}
+        if heuristic:
+            row["heuristic"] = field_figures(heuristic_fields(data, device=device))
+        out[split] = row
+    return out
+
+
+def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, device="cpu", progress: bool = True) -> dict:
+    """Write a trained run's weights (fp16) to ``out`` and its model card (``out`` with ``.json``): the
+    configuration, data, training settings, epochs, wall time, machine, commit, the per-epoch
+    history and the figures of the exported (fp16) weights with the heuristic's beside them on
+    ``val``, ``test-seen`` and ``test``; the VC threshold with the best F1 on ``val`` is stored as
+    ``threshold``. Returns the card."""
+    import json
+    from pathlib import Path
+
+    from miho import files
+    from miho.nets.picr import PiCRConfig, load_picr
+    from miho.train.checkpoints import export_weights, load_checkpoint
+
+    state = load_checkpoint(Path(run_dir) / checkpoint)
+    meta = state["meta"]
+    config = meta["task"]["config"]
+    model = PiCR(PiCRConfig.from_dict(config))
+    model.load_state_dict(state["model"])
+    out = Path(out)
+    export_weights(model, out, {"config": config})
+    card = {
+        "model": "PiCR (Yang et al., ICCV 2021, §5.2), stage 1", "config": config, "weights": out.name,
+        "data": meta["task"]["data"], "val_data": meta["task"]["val_data"], "task": meta["task"],
+        "settings": meta["settings"], "epochs": state["epoch"], "steps": state["step"],
+        "wall_s": round(state["wall_s"], 1), "machine": meta["machine"], "commit": meta["commit"],
+        "version": meta["version"], "checkpoint": checkpoint, "history": state["history"],
+    }  # fmt: skip
+    with files.atomic_write(out.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=1))
+    figures = evaluate_picr(load_picr(path=out), views=views, device=device, progress=progress)
+    card["figures"] = figures
+    card["figures_views"] = views
+    card["threshold"] = figures["val"]["picr"]["best_threshold"]
+    with files.atomic_write(out.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=1))
+    return card
