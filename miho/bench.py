@@ -284,3 +284,24 @@ def bench_picr_loader(batch: int = 8, grasps: int = 32, views: int = 2, size: in
         augment(b["image"], b["K"], torch.rand(batch, AUGMENT_DRAWS, generator=g))
         times.append(time.perf_counter() - t0)
     return batch / statistics.median(times)
+
+
+def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int = 400, resolution: int = 80,
+                   device: str = "cpu", t_vc: float | None = None):  # fmt: skip
+    """GeO (hand-object mode) from the fixed disturbed starts of ``samples`` grasps of ``split`` (one
+    view each, spread evenly over the split), driven by the committed PiCR's field and by the true
+    field, at PiCR's threshold chosen on ``val`` (``t_vc``: another). Returns the
+    :class:`miho.experiments.Ablation` (its ``stats_markdown``: the fractions of samples each lowers)."""
+    from miho import cpf, experiments
+    from miho.nets.picr import load_picr, picr_card
+    from miho.train.picr_data import build_picr_data
+
+    model = load_picr(device=device)
+    t_vc = picr_card()["threshold"] if t_vc is None else t_vc
+    data = build_picr_data(split, views=1, size=model.config.image_size, progress=False)
+    idx = torch.linspace(0, len(data) - 1, min(samples, len(data))).round().long()
+    coarse = data.batch(idx, device, pose="noisy")
+    fields = {"PiCR's field": model.predict(coarse["image"], coarse["obj_verts"], coarse["K"], coarse["obj_mask"]),
+              "the true field": cpf.CPF(coarse["vc"], coarse["cr"], coarse["ae"])}  # fmt: skip
+    return experiments.field_study(load_hand(device=device), data.batch(idx, device), fields, iterations=iterations,
+                                   resolution=resolution, t_vc=t_vc)  # fmt: skip

@@ -1,7 +1,8 @@
 """The ``miho`` command.
 
 miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
-miho bench hand|geo|recovery|siv|render|synth|ablation|disturbed|picr   time a hot path, run an experiment (--help)
+miho bench hand|geo|recovery|siv|render|synth|...      time a hot path, run an experiment (--help)
+                  ...|ablation|disturbed|picr|picr-geo
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
 miho synth objects [--random-objects 300]            prepare and list the object library
 miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
@@ -99,6 +100,17 @@ def _bench(args) -> None:
             print(f"PiCR batch assembly (gather, disturbance, augmentation), batch {args.batch}, {where}: "
                   f"{rate:.0f} samples/s")  # fmt: skip
         return
+    if args.what == "picr-geo":
+        from miho.bench import bench_picr_geo
+
+        study = bench_picr_geo(args.split, args.batch, args.geo_iterations, args.resolution, args.device)
+        print(f"GeO from {len(study.start)} disturbed SynthHO {args.split} samples (one view each), hand-object "
+              f"mode, {args.geo_iterations} iterations, {where}, driven by the committed PiCR's field and by the "
+              "truth")  # fmt: skip
+        print(study.to_markdown())
+        print()
+        print(study.stats_markdown())
+        return
     if args.what == "recovery":
         rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)
         n = len(rec.before)
@@ -185,7 +197,7 @@ def _export(args) -> None:
 
     torch.set_num_threads(args.threads)
     card = export_picr(args.run_dir, args.out or ASSETS / "picr_small.pt", checkpoint=args.checkpoint,
-                       views=args.views)  # fmt: skip
+                       views=args.views, note=args.note)  # fmt: skip
     for split, row in card["figures"].items():
         for who in ("picr", "heuristic"):
             f = row[who]
@@ -204,8 +216,10 @@ def main(argv: list[str] | None = None) -> None:
     info.set_defaults(run=_info)
     bench = sub.add_parser("bench", help="time a hot path")
     bench.add_argument(
-        "what", choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation", "disturbed", "picr"]
+        "what",
+        choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation", "disturbed", "picr", "picr-geo"],
     )
+    bench.add_argument("--split", default="test-seen", help="picr-geo: the SynthHO split")
     bench.add_argument("--config", default="small", help="picr: the network configuration")
     bench.add_argument("--amp", action="store_true", help="picr: bf16 autocast")
     bench.add_argument("--batch", type=int, default=256)
@@ -271,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--out", default=None, help="weights path (default miho/assets/picr_small.pt)")
     ex.add_argument("--views", type=int, default=2, help="views a grasp of the evaluated splits")
     ex.add_argument("--threads", type=int, default=2)
+    ex.add_argument("--note", default="", help="a remark stored in the card (how the run went)")
     ex.set_defaults(run=_export)
     args = ap.parse_args(argv)
     try:

@@ -194,19 +194,45 @@ def ablation_study(
         hand: the hand model of the batch.
         batch: a :func:`miho.data.synthho.collate` batch of a SynthHO made with a ``disturb``
             (:class:`miho.data.synthho.Disturbance`): true and disturbed hand and object poses,
-            object meshes and ground-truth CPF (vc, cr, ae).
+            object meshes and ground-truth CPF (vc, cr, ae); or a
+            :meth:`miho.train.picr_data.PiCRData.batch`.
         settings: name -> :class:`miho.geo.GeOConfig` overrides.
         iterations, resolution: GeO iterations; SIV voxels per axis.
     """
+    settings = ABLATIONS if settings is None else settings
+    return _refine_and_score(hand, batch, {name: (None, o) for name, o in settings.items()}, iterations, resolution,
+                             progress)  # fmt: skip
+
+
+def field_study(
+    hand: HandModel,
+    batch: dict,
+    fields: dict[str, cpf.CPF],
+    iterations: int = 400,
+    resolution: int = 80,
+    progress: bool = False,
+    **overrides,
+) -> Ablation:
+    """GeO (hand-object mode, the same disturbed starts as :func:`ablation_study`) driven by each
+    of several fields on the batch's objects (e.g. PiCR's prediction and the ground truth), scored
+    against the truth; ``overrides`` are :class:`miho.geo.GeOConfig` options for every run (such as
+    ``t_vc``, the contact threshold)."""
+    return _refine_and_score(hand, batch, {name: (f, overrides) for name, f in fields.items()}, iterations,
+                             resolution, progress)  # fmt: skip
+
+
+def _refine_and_score(hand, batch, runs_spec: dict, iterations: int, resolution: int, progress: bool) -> Ablation:
     missing = {"hand_pose_noisy", "obj_rot_noisy", "vc", "obj_faces"} - set(batch)
     if missing:
         raise ValueError(f"the batch lacks {sorted(missing)}: make it from a SynthHO with disturb=Disturbance()")
-    settings = ABLATIONS if settings is None else settings
     dev, dt = hand.device, hand.dtype
     b = {k: (v.to(dev, dt) if v.is_floating_point() else v.to(dev)) for k, v in batch.items() if torch.is_tensor(v)}
+    if "hand_verts" not in b:
+        with torch.no_grad():
+            b["hand_verts"] = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).vertices
     truth_objects = Meshes(b["obj_verts"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
     start_objects = disturbed_objects(b)
-    field = cpf.CPF(b["vc"], b["cr"], b["ae"])
+    truth_field = cpf.CPF(b["vc"], b["cr"], b["ae"])
     pose, trans, shape = b["hand_pose_noisy"], b["hand_trans_noisy"], b["hand_shape"]
     with torch.no_grad():
         start_hand = hand(pose, shape, trans).vertices
@@ -216,7 +242,8 @@ def ablation_study(
                                 gt_obj_verts=b["obj_verts"], resolution=resolution)  # fmt: skip
 
     runs, times = {}, {}
-    for name, overrides in settings.items():
+    for name, (field, overrides) in runs_spec.items():
+        field = truth_field if field is None else cpf.CPF(field.vc.to(dev, dt), field.cr.to(dev), field.ae.to(dev, dt))
         t0 = time.perf_counter()
         res = geo.optimize(hand, pose, start_objects, field, trans=trans, shape=shape, iterations=iterations,
                            progress=progress, **{"mode": "hand-object", **overrides})  # fmt: skip

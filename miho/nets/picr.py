@@ -41,7 +41,7 @@ from miho.nets.hourglass import StackedHourglass
 from miho.nets.pointnet import PointNetEncoder, SplitLinear, point_mlp
 
 __all__ = [
-    "CONFIGS", "PiCR", "PiCRConfig", "PiCROutput", "build_picr", "load_picr", "pixel_aligned_features",
+    "CONFIGS", "PiCR", "PiCRConfig", "PiCROutput", "build_picr", "load_picr", "picr_card", "pixel_aligned_features",
     "resize_projection",
 ]  # fmt: skip
 
@@ -184,6 +184,11 @@ class PiCR(nn.Module):
             check_device(name, t, image.device, "image")
         return obj_mask
 
+    def feature_maps(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """b(I): the hourglass's feature map of every stack, each (B, channels, S/4, S/4), from
+        (B, 3, S, S) images in [0, 1] (centred on 0.5 inside)."""
+        return self.backbone(image - 0.5)
+
     def forward(
         self, image: torch.Tensor, obj_verts: torch.Tensor, P: torch.Tensor, obj_mask: torch.Tensor | None = None
     ) -> PiCROutput:
@@ -191,7 +196,7 @@ class PiCR(nn.Module):
         projection to pixels (see the module docstring); obj_mask (B, N) bool (default all real).
         In training mode every stack is decoded, in eval mode the last one."""
         obj_mask = self._check(image, obj_verts, P, obj_mask)
-        maps = self.backbone(image - 0.5)
+        maps = self.feature_maps(image)
         if not self.training:
             maps = maps[-1:]
         n = obj_mask.sum(1, keepdim=True).clamp_min(1)
@@ -238,6 +243,15 @@ def build_picr(config: str | PiCRConfig = "small") -> PiCR:
     return PiCR(config)
 
 
+def picr_card(name: str = "small", path: str | Path | None = None) -> dict:
+    """The model card (JSON) of the committed PiCR model ``name`` (or of the weights at ``path``)."""
+    weights = Path(path) if path is not None else ASSETS / f"picr_{name}.pt"
+    card = weights.with_suffix(".json")
+    if not card.exists():
+        raise ValueError(f"no model card at {card}: export a trained run with `miho export picr`")
+    return json.loads(card.read_text())
+
+
 def load_picr(name: str = "small", device: str | torch.device = "cpu", path: str | Path | None = None) -> PiCR:
     """The committed PiCR model (eval mode), as ``load_hand()`` loads the hand.
 
@@ -257,7 +271,7 @@ def load_picr(name: str = "small", device: str | torch.device = "cpu", path: str
     if not weights.exists():
         raise ValueError(f"no PiCR model at {weights}: train one with `miho train picr` "
                          f"(committed models: {sorted(p.stem for p in ASSETS.glob('picr_*.pt'))})")  # fmt: skip
-    card = json.loads(weights.with_suffix(".json").read_text())
+    card = picr_card(path=weights)
     model = PiCR(PiCRConfig.from_dict(card["config"]))
     load_weights(model, weights, expect={"config": card["config"]})
     return model.to(device).eval()

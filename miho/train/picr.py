@@ -30,7 +30,8 @@ from miho.train.losses import PiCRLossWeights, picr_loss
 from miho.train.picr_data import AUGMENT_DRAWS, Augment, PiCRData, augment, build_picr_data, disturb_objects
 
 __all__ = ["PiCRTask", "field_figures", "heuristic_fields", "predict_fields", "subsample_vertices",
-           "THRESHOLDS", "evaluate_picr", "export_picr", "train_picr"]  # fmt: skip
+           "THRESHOLDS", "CHECK_SUBSET", "check_figures", "evaluate_picr", "export_picr",
+           "train_picr"]  # fmt: skip
 
 DEFAULT_AUGMENT = Augment()
 
@@ -236,12 +237,27 @@ def evaluate_picr(model: PiCR, splits=("val", "test-seen", "test"), views: int =
     return out
 
 
-def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, device="cpu", progress: bool = True) -> dict:
+#: the fixed subset the card's ``check`` figures are measured on (re-measured by the tests)
+CHECK_SUBSET = {"split": "val", "views": 1, "grasps": 24}
+
+
+def check_figures(model: PiCR) -> dict:
+    """PiCR's figures on :data:`CHECK_SUBSET` (the first grasps of ``val``, one view each), without the
+    precision-recall curve: what a test re-measures to check committed weights against their card."""
+    s = CHECK_SUBSET
+    data = build_picr_data(s["split"], views=s["views"], size=model.config.image_size, grasps=s["grasps"],
+                           progress=False)  # fmt: skip
+    fig = field_figures(predict_fields(model, data))
+    return {k: v for k, v in fig.items() if k != "curve"}
+
+
+def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, device="cpu", progress: bool = True,
+                note: str = "") -> dict:  # fmt: skip
     """Write a trained run's weights (fp16) to ``out`` and its model card (``out`` with ``.json``): the
     configuration, data, training settings, epochs, wall time, machine, commit, the per-epoch
     history and the figures of the exported (fp16) weights with the heuristic's beside them on
     ``val``, ``test-seen`` and ``test``; the VC threshold with the best F1 on ``val`` is stored as
-    ``threshold``. Returns the card."""
+    ``threshold``; ``note``: what else a reader should know (how the run went). Returns the card."""
     import json
     from pathlib import Path
 
@@ -261,13 +277,16 @@ def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, devic
         "data": meta["task"]["data"], "val_data": meta["task"]["val_data"], "task": meta["task"],
         "settings": meta["settings"], "epochs": state["epoch"], "steps": state["step"],
         "wall_s": round(state["wall_s"], 1), "machine": meta["machine"], "commit": meta["commit"],
-        "version": meta["version"], "checkpoint": checkpoint, "history": state["history"],
+        "version": meta["version"], "checkpoint": checkpoint, "history": state["history"], "note": note,
     }  # fmt: skip
     with files.atomic_write(out.with_suffix(".json")) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=1))
-    figures = evaluate_picr(load_picr(path=out), views=views, device=device, progress=progress)
+    exported = load_picr(path=out)
+    figures = evaluate_picr(exported, views=views, device=device, progress=progress)
     card["figures"] = figures
     card["figures_views"] = views
+    card["check"] = check_figures(exported)
+    card["check_subset"] = CHECK_SUBSET
     card["threshold"] = figures["val"]["picr"]["best_threshold"]
     with files.atomic_write(out.with_suffix(".json")) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=1))

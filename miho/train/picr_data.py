@@ -32,7 +32,7 @@ __all__ = ["AUGMENT_DRAWS", "Augment", "PiCRData", "augment", "build_picr_data",
            "library_fingerprint"]  # fmt: skip
 
 #: bump when the stored layout changes (invalidates cached files)
-FORMAT = 1
+FORMAT = 2
 
 
 def library_fingerprint(library_path: str | Path | None = None) -> str:
@@ -102,8 +102,9 @@ class PiCRData:
         """Samples ``idx`` ((b,) long) on ``device``: ``image`` (b, 3, H, W) float in [0, 1], ``K``,
         ``obj_verts`` (b, N, 3) and ``obj_normals`` in the camera frame under the ``pose`` "true" or
         "noisy" (or the given ``rot`` (b, 3, 3), ``trans`` (b, 3)), ``obj_mask`` (b, N),
-        ``obj_faces`` (b, F, 3), ``obj_face_mask``, ``vc``, ``cr``, ``ae`` (b, N) and the hand's
-        parameters; everything float32."""
+        ``obj_faces`` (b, F, 3), ``obj_face_mask``, ``vc``, ``cr``, ``ae`` (b, N), ``obj_rot`` and
+        ``obj_trans`` (the pose used), ``obj_rot_noisy`` and ``obj_trans_noisy`` (the fixed coarse
+        pose), and the hand's true and coarse parameters; everything float32."""
         idx = idx.long().cpu()
         g = self.grasp[idx]
         o = self.obj_of_grasp[g]
@@ -124,6 +125,7 @@ class PiCRData:
             obj_face_mask=(torch.arange(nf) < self.face_count[o][:, None]).to(device),
             vc=self.vc[g, :n].to(device), cr=self.cr[g, :n].to(device), ae=self.ae[g, :n].to(device),
             obj_rot=rot, obj_trans=trans,
+            obj_rot_noisy=self.obj_rot_noisy[idx].to(device), obj_trans_noisy=self.obj_trans_noisy[idx].to(device),
         )  # fmt: skip
         for k in ("hand_pose", "hand_shape", "hand_trans", "hand_pose_noisy", "hand_trans_noisy"):
             out[k] = getattr(self, k)[idx].to(device)
@@ -201,7 +203,8 @@ def build_picr_data(split: str, views: int = 8, size: int = 128, seed: int = 0, 
         obj_normals=_pad([o.normals.float() for o in objs], 0.0), obj_count=torch.tensor([len(o.verts) for o in objs]),
         obj_faces=_pad([o.faces.long() for o in objs], 0), face_count=torch.tensor([len(o.faces) for o in objs]),
         names=names, info=dict(split=split, views=views, size=size, seed=seed, grasps=len(grasp_row),
-                               library=library_fingerprint(), fingerprint=key),
+                               library=library_fingerprint(), fingerprint=key,
+                               hand=f"{ds.hand.name}, {ds.hand.num_vertices} vertices"),
     )  # fmt: skip
     if cache:
         data.save(path)

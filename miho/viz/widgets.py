@@ -7,6 +7,7 @@ book shows the static plotly equivalents instead.
 from __future__ import annotations
 
 import ipywidgets as W
+import torch
 from IPython.display import display
 
 from miho import amano
@@ -111,3 +112,31 @@ def energy_explorer() -> W.VBox:
         "scale": W.FloatLogSlider(value=1.0, base=10, min=-3, max=0, description="scale (m)", continuous_update=False),
     }  # fmt: skip
     return _explorer(controls, draw_energy)
+
+
+def draw_fields(model, data, sample: int, t_vc: float):
+    """Figure and caption: sample ``sample`` of ``data`` (a :class:`miho.train.picr_data.PiCRData`),
+    its object at the coarse pose painted by ``model``'s field at ``t_vc`` and by the truth."""
+    from miho.cpf import CPF
+    from miho.viz.picr_figures import field_pair_traces
+
+    b = data.batch(torch.tensor([sample]), pose="noisy")
+    field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"])
+    n, nf = int(b["obj_mask"][0].sum()), int(b["obj_face_mask"][0].sum())
+    left, right = field_pair_traces(b["obj_verts"][0, :n], b["obj_faces"][0, :nf], field,
+                                    CPF(b["vc"], b["cr"], b["ae"]), 0, n, t_vc)  # fmt: skip
+    fig = plot.side_by_side([plot.figure(left), plot.figure(right)], [f"PiCR, VC > {t_vc:.2f}", "ground truth"])
+    pred, true = field.vc[0, :n] > t_vc, b["vc"][0, :n] > 0.5
+    tp = int((pred & true).sum())
+    text = (f"{data.names[int(data.obj_of_grasp[data.grasp[sample]])]}: {int(pred.sum())} vertices predicted in "
+            f"contact, {int(true.sum())} true, {tp} both")  # fmt: skip
+    return fig, text
+
+
+def picr_explorer(model, data) -> W.VBox:
+    """A sample picker and a t_vc slider over PiCR's field against the truth."""
+    controls = {
+        "sample": W.Dropdown(options=list(range(len(data))), value=0, description="sample"),
+        "t_vc": W.FloatSlider(value=0.8, min=0.05, max=0.95, step=0.05, description="t_vc", continuous_update=False),
+    }
+    return _explorer(controls, lambda **v: draw_fields(model, data, **v))
