@@ -287,21 +287,60 @@ def bench_picr_loader(batch: int = 8, grasps: int = 32, views: int = 2, size: in
 
 
 def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int = 400, resolution: int = 80,
-                   device: str = "cpu", t_vc: float | None = None):  # fmt: skip
+                   device: str = "cpu"):  # fmt: skip
     """GeO (hand-object mode) from the fixed disturbed starts of ``samples`` grasps of ``split`` (one
-    view each, spread evenly over the split), driven by the committed PiCR's field and by the true
-    field, at PiCR's threshold chosen on ``val`` (``t_vc``: another). Returns the
+    view each, spread evenly over the split), driven by each predictor's field (the distance
+    heuristic from the coarse hand, the committed paper and hand-aware PiCR models, each at its
+    card's threshold chosen on ``val``) and by the true field. Returns the
     :class:`miho.experiments.Ablation` (its ``stats_markdown``: the fractions of samples each lowers)."""
     from miho import cpf, experiments
+    from miho.anchors import hand_regions
+    from miho.nets.hand_features import CoarseHand
     from miho.nets.picr import load_picr, picr_card
     from miho.train.picr_data import build_picr_data
 
-    model = load_picr(device=device)
-    t_vc = picr_card()["threshold"] if t_vc is None else t_vc
-    data = build_picr_data(split, views=1, size=model.config.image_size, progress=False)
+    hand = load_hand(device=device)
+    paper, aware = load_picr(device=device), load_picr(device=device, variant="hand_aware")
+    data = build_picr_data(split, views=1, size=paper.config.image_size, progress=False)
     idx = torch.linspace(0, len(data) - 1, min(samples, len(data))).round().long()
-    coarse = data.batch(idx, device, pose="noisy")
-    fields = {"PiCR's field": model.predict(coarse["image"], coarse["obj_verts"], coarse["K"], coarse["obj_mask"]),
-              "the true field": cpf.CPF(coarse["vc"], coarse["cr"], coarse["ae"])}  # fmt: skip
-    return experiments.field_study(load_hand(device=device), data.batch(idx, device), fields, iterations=iterations,
-                                   resolution=resolution, t_vc=t_vc)  # fmt: skip
+    b = data.batch(idx, device, pose="noisy")
+    args = (b["image"], b["obj_verts"], b["K"], b["obj_mask"])
+    with torch.no_grad():
+        coarse_hand = hand(b["hand_pose_noisy"], b["hand_shape"], b["hand_trans_noisy"]).vertices
+    feats = CoarseHand(hand).features(b["hand_pose_noisy"], b["hand_shape"], b["hand_trans_noisy"], b["obj_verts"],
+                                      b["obj_normals"], b["obj_mask"])  # fmt: skip
+    fields = {
+        "the distance heuristic's field": (cpf.annotate(coarse_hand, b["obj_verts"], hand_regions(hand),
+                                                        b["obj_mask"]), {"t_vc": 0.5}),
+        "PiCR's field": (paper.predict(*args), {"t_vc": picr_card()["threshold"]}),
+        "hand-aware PiCR's field": (aware.predict(*args, feats),
+                                    {"t_vc": picr_card(variant="hand_aware")["threshold"]}),
+        "the true field": cpf.CPF(b["vc"], b["cr"], b["ae"]),
+    }  # fmt: skip
+    return experiments.field_study(hand, data.batch(idx, device), fields, iterations=iterations,
+                                   resolution=resolution)  # fmt: skip
+
+
+#: the slice of the hand study that :func:`bench_picr_hand` measures for the tests to re-run
+HAND_STUDY_CHECK = {"splits": ["test-seen"], "scales": [2.0], "views": 1, "grasps": 12}
+
+
+def bench_picr_hand(views: int = 2, device: str = "cpu", progress: bool = True) -> dict:
+    """Issue 16's study with the committed models (:func:`miho.train.picr.hand_study`): the distance
+    heuristic, the paper's PiCR and the hand-aware PiCR on ``test-seen`` and ``test`` at every hand
+    disturbance scale, each model at its card's threshold; plus the same on
+    :data:`HAND_STUDY_CHECK` (what a test re-measures). Returns the study with its provenance."""
+    from miho.nets.picr import load_picr, picr_card
+    from miho.train.checkpoints import git_commit
+    from miho.train.picr import hand_study
+
+    models = {"PiCR (paper)": load_picr(device=device),
+              "hand-aware PiCR": load_picr(device=device, variant="hand_aware")}  # fmt: skip
+    thresholds = {name: picr_card(variant=m.config.variant)["threshold"] for name, m in models.items()}
+    t0 = time.perf_counter()
+    study = hand_study(models, thresholds, views=views, device=device, progress=progress)
+    wall = time.perf_counter() - t0
+    check = hand_study(models, thresholds, device=device, progress=False, **HAND_STUDY_CHECK)
+    return {"command": f"miho bench picr --study hand --views {views}", "commit": git_commit(), "views": views,
+            "thresholds": thresholds, "wall_s": round(wall, 1), "study": study, "check": check,
+            "check_subset": HAND_STUDY_CHECK}  # fmt: skip

@@ -6,7 +6,8 @@ miho bench hand|geo|recovery|siv|render|synth|...      time a hot path, run an e
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
 miho synth objects [--random-objects 300]            prepare and list the object library
 miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
-miho train picr [--config small] [--epochs 10] [--resume] ...   train PiCR (torchrun for several processes)
+miho train picr [--config small] [--variant paper|hand_aware] [--epochs 10] [--resume] ...
+                                                      train PiCR (torchrun for several processes)
 miho export picr [--run-dir runs/picr-small]          commit-ready weights and model card with figures
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -86,6 +88,20 @@ def _bench(args) -> None:
               f"held-out SynthHO grasps, hand-object mode, {args.geo_iterations} iterations, {where}; "
               f"CPF (full) has k_rpl = 1.0e-03")  # fmt: skip
         print(study.to_markdown())
+        return
+    if args.what == "picr" and args.study == "hand":
+        import json
+
+        from miho import files
+        from miho.bench import bench_picr_hand
+        from miho.train.picr import hand_study_markdown
+
+        result = bench_picr_hand(args.views, args.device)
+        if args.out:
+            with files.atomic_write(args.out) as tmp:
+                Path(tmp).write_text(json.dumps(result, indent=1))
+        print(f"PiCR's field as the coarse hand gets worse ({where}; {result['command']}):")
+        print(hand_study_markdown(result["study"]))
         return
     if args.what == "picr":
         from miho.bench import bench_picr, bench_picr_loader
@@ -185,18 +201,23 @@ def _train(args) -> None:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
                              step_epochs=args.step_epochs, grad_clip=args.grad_clip, seed=args.seed,
                              steps_per_epoch=args.steps_per_epoch, amp=args.amp, compile=args.compile)  # fmt: skip
-    train_picr(args.config, settings, args.run_dir or f"runs/picr-{args.config}", resume=args.resume,
+    run_dir = args.run_dir or f"runs/picr-{args.config}" + ("-hand-aware" if args.variant == "hand_aware" else "")
+    train_picr(args.config, settings, run_dir, resume=args.resume,
                views=args.views, val_views=args.val_views, train_grasps=args.train_grasps,
                val_grasps=args.val_grasps, max_points=args.max_points, augment_images=not args.no_augment,
-               device=args.device, workers=args.workers)  # fmt: skip
+               device=args.device, workers=args.workers, variant=args.variant)  # fmt: skip
 
 
 def _export(args) -> None:
-    from miho.nets.picr import ASSETS
+    from miho.nets.picr import asset_path
+    from miho.train.checkpoints import load_checkpoint
     from miho.train.picr import export_picr
 
     torch.set_num_threads(args.threads)
-    card = export_picr(args.run_dir, args.out or ASSETS / "picr_small.pt", checkpoint=args.checkpoint,
+    if args.out is None:
+        config = load_checkpoint(f"{args.run_dir}/{args.checkpoint}")["meta"]["task"]["config"]
+        args.out = asset_path(config["name"], "hand_aware" if config.get("hand_aware") else "paper")
+    card = export_picr(args.run_dir, args.out, checkpoint=args.checkpoint,
                        views=args.views, note=args.note)  # fmt: skip
     for split, row in card["figures"].items():
         for who in ("picr", "heuristic"):
@@ -222,6 +243,14 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--split", default="test-seen", help="picr-geo: the SynthHO split")
     bench.add_argument("--config", default="small", help="picr: the network configuration")
     bench.add_argument("--amp", action="store_true", help="picr: bf16 autocast")
+    bench.add_argument(
+        "--study",
+        default=None,
+        choices=["hand"],
+        help="picr: the hand study (heuristic, paper and hand-aware PiCR as the coarse hand worsens)",
+    )
+    bench.add_argument("--views", type=int, default=2, help="picr --study hand: views a grasp")
+    bench.add_argument("--out", default=None, help="picr --study hand: also write the results (JSON) here")
     bench.add_argument("--batch", type=int, default=256)
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -256,7 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     tr = sub.add_parser("train", help="train a network (under torchrun: several processes, DDP)")
     tr.add_argument("what", choices=["picr"])
     tr.add_argument("--config", default="small", help="named configuration (small: 2 CPU cores; paper: GPUs)")
-    tr.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/picr-<config>)")
+    tr.add_argument(
+        "--variant",
+        default="paper",
+        choices=["paper", "hand_aware"],
+        help="paper: image and object (Eq. 8); hand_aware: also the coarse hand (beyond the paper)",
+    )
+    tr.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/picr-<config>[-hand-aware])")
     tr.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
     tr.add_argument("--epochs", type=int, default=10)
     tr.add_argument("--batch-size", type=int, default=8, help="samples a process a step")
@@ -282,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("what", choices=["picr"])
     ex.add_argument("--run-dir", default="runs/picr-small")
     ex.add_argument("--checkpoint", default="best.pt")
-    ex.add_argument("--out", default=None, help="weights path (default miho/assets/picr_small.pt)")
+    ex.add_argument("--out", default=None, help="weights path (default miho/assets/picr_<config>[_hand_aware].pt)")
     ex.add_argument("--views", type=int, default=2, help="views a grasp of the evaluated splits")
     ex.add_argument("--threads", type=int, default=2)
     ex.add_argument("--note", default="", help="a remark stored in the card (how the run went)")

@@ -207,7 +207,7 @@ def ablation_study(
 def field_study(
     hand: HandModel,
     batch: dict,
-    fields: dict[str, cpf.CPF],
+    fields: dict[str, cpf.CPF | tuple[cpf.CPF, dict]],
     iterations: int = 400,
     resolution: int = 80,
     progress: bool = False,
@@ -216,9 +216,11 @@ def field_study(
     """GeO (hand-object mode, the same disturbed starts as :func:`ablation_study`) driven by each
     of several fields on the batch's objects (e.g. PiCR's prediction and the ground truth), scored
     against the truth; ``overrides`` are :class:`miho.geo.GeOConfig` options for every run (such as
-    ``t_vc``, the contact threshold)."""
-    return _refine_and_score(hand, batch, {name: (f, overrides) for name, f in fields.items()}, iterations,
-                             resolution, progress)  # fmt: skip
+    ``t_vc``, the contact threshold); a field given as ``(field, options)`` adds its own options
+    (such as its predictor's threshold) over them."""
+    spec = {name: (f, overrides) if isinstance(f, cpf.CPF) else (f[0], {**overrides, **f[1]})
+            for name, f in fields.items()}  # fmt: skip
+    return _refine_and_score(hand, batch, spec, iterations, resolution, progress)
 
 
 def _refine_and_score(hand, batch, runs_spec: dict, iterations: int, resolution: int, progress: bool) -> Ablation:

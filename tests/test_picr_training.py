@@ -26,9 +26,9 @@ def tiny():
     return train_data, val_data
 
 
-def _task(tiny, seed=0, **kw):
+def _task(tiny, seed=0, variant="paper", **kw):
     torch.manual_seed(seed)
-    return PiCRTask(build_picr("tiny"), tiny[0], tiny[1], **{"max_points": 200, **kw})
+    return PiCRTask(build_picr("tiny", variant), tiny[0], tiny[1], **{"max_points": 200, **kw})
 
 
 def test_data_matches_synthho(tiny):
@@ -46,13 +46,14 @@ def test_data_matches_synthho(tiny):
     assert data.images.dtype == torch.uint8 and data.images.shape[1:] == (3, 64, 64)
 
 
-def test_resume_equals_uninterrupted(tiny, tmp_path):
+@pytest.mark.parametrize("variant", ["paper", "hand_aware"])
+def test_resume_equals_uninterrupted(tiny, tmp_path, variant):
     settings = TrainSettings(epochs=2, batch_size=2, steps_per_epoch=3, log_every=1)
-    full = _task(tiny)
+    full = _task(tiny, variant=variant)
     train(full, settings, tmp_path / "full", progress=False)
-    first = _task(tiny)
+    first = _task(tiny, variant=variant)
     train(first, TrainSettings(**{**settings.__dict__, "epochs": 1}), tmp_path / "cut", progress=False)
-    resumed = _task(tiny, seed=123)  # other initial weights: everything must come from the checkpoint
+    resumed = _task(tiny, seed=123, variant=variant)  # other initial weights: everything must come from the checkpoint
     train(resumed, settings, tmp_path / "cut", resume=True, progress=False)
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
@@ -76,6 +77,8 @@ def test_checkpoints_of_another_kind_are_refused(tiny, tmp_path):
     export_weights(_task(tiny).model, tmp_path / "tiny.pt", {"config": build_picr("tiny").config.to_dict()})
     with pytest.raises(ValueError, match="another config"):
         load_weights(small, tmp_path / "tiny.pt", expect={"config": small.config.to_dict()})
+    with pytest.raises(ValueError, match="hand_aware: file False, expected True"):  # the other variant
+        train(_task(tiny, variant="hand_aware"), settings, tmp_path, resume=True, progress=False)
 
 
 def test_training_lowers_the_loss(tiny, tmp_path):
@@ -109,25 +112,27 @@ def test_figures_and_heuristic(tiny):
     assert exact["ae_mae"] < 1e-3
 
 
-def _train_args(run_dir, batch):
-    return ["train", "picr", "--config", "tiny", "--run-dir", str(run_dir), "--epochs", "1", "--steps-per-epoch",
-            "2", "--batch-size", str(batch), "--views", "2", "--train-grasps", "6", "--val-views", "1",
-            "--val-grasps", "3", "--max-points", "200", "--workers", "0", "--threads", "1"]  # fmt: skip
+def _train_args(run_dir, batch, variant):
+    return ["train", "picr", "--config", "tiny", "--variant", variant, "--run-dir", str(run_dir), "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", str(batch), "--views", "2", "--train-grasps", "6",
+            "--val-views", "1", "--val-grasps", "3", "--max-points", "200", "--workers", "0",
+            "--threads", "1"]  # fmt: skip
 
 
-def test_ddp_two_processes_equal_one_process_with_the_whole_batch(tiny, tmp_path):
+@pytest.mark.parametrize("variant", ["paper", "hand_aware"])
+def test_ddp_two_processes_equal_one_process_with_the_whole_batch(tiny, tmp_path, variant):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    one = subprocess.run([sys.executable, "-m", "miho.cli", *_train_args(tmp_path / "one", 4)], env=env,
+    one = subprocess.run([sys.executable, "-m", "miho.cli", *_train_args(tmp_path / "one", 4, variant)], env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29517", "-m", "miho.cli", *_train_args(tmp_path / "two", 2)], env=env, capture_output=True,
-                         text=True, timeout=600)  # fmt: skip
+                          "29517", "-m", "miho.cli", *_train_args(tmp_path / "two", 2, variant)], env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
     assert two.returncode == 0, two.stderr[-2000:]
     a = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
     torch.manual_seed(0)  # the command's initial weights (seed 0)
-    start = build_picr("tiny").state_dict()
+    start = build_picr("tiny", variant).state_dict()
     moved = max(float((a[k] - v).abs().max()) for k, v in start.items() if v.is_floating_point())
     assert moved > 1e-4  # training changed the weights
     for k in a:

@@ -77,6 +77,16 @@ class Disturbance:
         return out
 
 
+def disturb_hands(pose: torch.Tensor, trans: torch.Tensor, draw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse hands from true ones and a :meth:`Disturbance.draw`: (n, 16, 3) axis-angle poses and
+    (n, 3) translations -> the pose turned about the root joint by ``hand_rot`` (which the
+    translation leaves in place) with ``joint_noise`` added to the 15 joints, and the translation
+    moved by ``hand_offset``; in the draw's dtype."""
+    pose, trans = pose.to(draw["hand_rot"]), trans.to(draw["hand_rot"])
+    root = matrix_to_axis_angle(draw["hand_rot"] @ axis_angle_to_matrix(pose[:, 0]))
+    return torch.cat([root[:, None], pose[:, 1:] + draw["joint_noise"]], 1), trans + draw["hand_offset"]
+
+
 def _seed(*parts) -> int:
     return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
@@ -261,12 +271,11 @@ class SynthHO(torch.utils.data.Dataset):
         )  # fmt: skip
         if self.disturb is not None:
             gen = torch.Generator("cpu").manual_seed(_seed("disturb", self.seed, g, view))
-            d = {k: v[0] for k, v in self.disturb.draw(1, gen).items()}
-            noisy = pose.clone()
-            noisy[0] = matrix_to_axis_angle(d["hand_rot"] @ axis_angle_to_matrix(pose[0]))
-            noisy[1:] += d["joint_noise"]
-            s["hand_pose_noisy"] = noisy.to(f32)  # turned about the root joint, which trans leaves in place
-            s["hand_trans_noisy"] = (trans + d["hand_offset"]).to(f32)
+            draw = self.disturb.draw(1, gen)
+            noisy, noisy_trans = disturb_hands(pose[None], trans[None], draw)
+            d = {k: v[0] for k, v in draw.items()}
+            s["hand_pose_noisy"] = noisy[0].to(f32)
+            s["hand_trans_noisy"] = noisy_trans[0].to(f32)
             s["obj_rot_noisy"] = (d["obj_rot"] @ R).to(f32)
             s["obj_trans_noisy"] = (t + d["obj_offset"]).to(f32)  # about its centre
         if self.images:
@@ -363,6 +372,7 @@ __all__ = [
     "Disturbance",
     "SynthHO",
     "collate",
+    "disturb_hands",
     "grasp_key",
     "grasp_splits",
     "library_objects",

@@ -37,12 +37,13 @@ from torch import nn
 from miho.anchors import NUM_REGIONS
 from miho.checks import check_device, check_mask, check_tensor
 from miho.cpf import CPF
+from miho.nets.hand_features import HAND_FEATURES
 from miho.nets.hourglass import StackedHourglass
 from miho.nets.pointnet import PointNetEncoder, SplitLinear, point_mlp
 
 __all__ = [
-    "CONFIGS", "PiCR", "PiCRConfig", "PiCROutput", "build_picr", "load_picr", "picr_card", "pixel_aligned_features",
-    "resize_projection",
+    "CONFIGS", "PiCR", "PiCRConfig", "PiCROutput", "VARIANTS", "asset_path", "build_picr", "load_picr", "picr_card",
+    "pixel_aligned_features", "resize_projection",
 ]  # fmt: skip
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -63,6 +64,7 @@ class PiCRConfig:
     concat_all: bool = True  #: keep every PointNet layer's output (official)
     head_widths: tuple[int, ...] = (128, 64)  #: hidden widths of each head
     depth_scale: float = 0.1  #: metres; root-relative depth is divided by it
+    hand_aware: bool = False  #: also read the coarse hand (:mod:`miho.nets.hand_features`; beyond the paper)
 
     def __post_init__(self) -> None:
         multiple = 4 * 2**self.depth
@@ -70,6 +72,11 @@ class PiCRConfig:
             raise ValueError(f"image_size must be divisible by 4 * 2**depth = {multiple}, got {self.image_size}")
         if self.depth_scale <= 0:
             raise ValueError(f"depth_scale must be > 0, got {self.depth_scale}")
+
+    @property
+    def variant(self) -> str:
+        """``"paper"`` (image and object, Eq. 8) or ``"hand_aware"`` (also the coarse hand)."""
+        return "hand_aware" if self.hand_aware else "paper"
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -165,13 +172,14 @@ class PiCR(nn.Module):
         self.config = config
         c = config
         self.backbone = StackedHourglass(c.stacks, c.channels, c.depth, c.groups)
-        self.encoder = PointNetEncoder((c.channels + 2, *c.point_widths), c.concat_all)
+        extra = 2 + (HAND_FEATURES if c.hand_aware else 0)
+        self.encoder = PointNetEncoder((c.channels + extra, *c.point_widths), c.concat_all)
         parts = self.encoder.part_channels
         self.head_vc = Head(parts, 0, c.head_widths, 1)
         self.head_cr = Head(parts, 1, c.head_widths, NUM_REGIONS)
         self.head_ae = Head(parts, NUM_REGIONS, c.head_widths, 1)
 
-    def _check(self, image, obj_verts, P, obj_mask) -> torch.Tensor:
+    def _check(self, image, obj_verts, P, obj_mask, hand_features) -> torch.Tensor:
         S = self.config.image_size
         check_tensor("image", image, (None, 3, S, S), finite="cpu")
         B = image.shape[0]
@@ -182,6 +190,15 @@ class PiCR(nn.Module):
         check_mask("obj_mask", obj_mask, tuple(obj_verts.shape[:2]))
         for name, t in (("obj_verts", obj_verts), ("P", P), ("obj_mask", obj_mask)):
             check_device(name, t, image.device, "image")
+        if self.config.hand_aware:
+            if hand_features is None:
+                raise ValueError("hand_features is required by a hand-aware PiCR: compute them from the coarse hand "
+                                 "with miho.nets.hand_features.hand_features")  # fmt: skip
+            check_tensor("hand_features", hand_features, (B, obj_verts.shape[1], HAND_FEATURES), finite="cpu")
+            check_device("hand_features", hand_features, image.device, "image")
+        elif hand_features is not None:
+            raise ValueError("hand_features given to the paper's PiCR, which reads no hand: build it with "
+                             "hand_aware=True (a configuration's variant)")  # fmt: skip
         return obj_mask
 
     def feature_maps(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -190,12 +207,19 @@ class PiCR(nn.Module):
         return self.backbone(image - 0.5)
 
     def forward(
-        self, image: torch.Tensor, obj_verts: torch.Tensor, P: torch.Tensor, obj_mask: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        obj_verts: torch.Tensor,
+        P: torch.Tensor,
+        obj_mask: torch.Tensor | None = None,
+        hand_features: torch.Tensor | None = None,
     ) -> PiCROutput:
         """Args: image (B, 3, S, S) in [0, 1]; obj_verts (B, N, 3) camera frame, metres; P (B, 3, 3)
-        projection to pixels (see the module docstring); obj_mask (B, N) bool (default all real).
+        projection to pixels (see the module docstring); obj_mask (B, N) bool (default all real);
+        hand_features (B, N, :data:`~miho.nets.hand_features.HAND_FEATURES`): the coarse hand's
+        features, required by a hand-aware configuration and refused by the paper's.
         In training mode every stack is decoded, in eval mode the last one."""
-        obj_mask = self._check(image, obj_verts, P, obj_mask)
+        obj_mask = self._check(image, obj_verts, P, obj_mask, hand_features)
         maps = self.feature_maps(image)
         if not self.training:
             maps = maps[-1:]
@@ -206,7 +230,10 @@ class PiCR(nn.Module):
         out = PiCROutput([], [], [], obj_mask, torch.zeros_like(obj_verts[..., :2]))
         for fmap in maps:
             feats, inside, uv = pixel_aligned_features(fmap, obj_verts, P, obj_mask, self.config.image_size)
-            f = self.encoder(torch.cat([feats, depth, inside[..., None].to(feats.dtype)], -1), obj_mask)
+            point = [feats, depth, inside[..., None].to(feats.dtype)]
+            if hand_features is not None:
+                point.append(hand_features.to(feats.dtype))
+            f = self.encoder(torch.cat(point, -1), obj_mask)
             vc = self.head_vc(f)
             cr = self.head_cr(f, torch.sigmoid(vc))
             ae = self.head_ae(f, torch.softmax(cr, -1))
@@ -218,14 +245,20 @@ class PiCR(nn.Module):
 
     @torch.no_grad()
     def predict(
-        self, image: torch.Tensor, obj_verts: torch.Tensor, P: torch.Tensor, obj_mask: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        obj_verts: torch.Tensor,
+        P: torch.Tensor,
+        obj_mask: torch.Tensor | None = None,
+        hand_features: torch.Tensor | None = None,
     ) -> CPF:
         """The predicted field from the last stack (eval mode for the call): a :class:`miho.cpf.CPF`
-        with VC probabilities, CR ids (-1 on padded vertices) and AE; padded vertices get VC 0."""
+        with VC probabilities, CR ids (-1 on padded vertices) and AE; padded vertices get VC 0.
+        Arguments as :meth:`forward`."""
         was_training = self.training
         self.eval()
         try:
-            out = self(image, obj_verts, P, obj_mask)
+            out = self(image, obj_verts, P, obj_mask, hand_features)
         finally:
             self.train(was_training)
         real = obj_mask if obj_mask is not None else torch.ones_like(out.ae[-1], dtype=torch.bool)
@@ -234,44 +267,77 @@ class PiCR(nn.Module):
         return CPF(vc, cr, out.ae[-1].float() * real)
 
 
-def build_picr(config: str | PiCRConfig = "small") -> PiCR:
-    """A freshly initialised PiCR of a named configuration (:data:`CONFIGS`) or a :class:`PiCRConfig`."""
+VARIANTS = ("paper", "hand_aware")
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+def build_picr(config: str | PiCRConfig = "small", variant: str | None = None) -> PiCR:
+    """A freshly initialised PiCR of a named configuration (:data:`CONFIGS`) or a :class:`PiCRConfig`;
+    ``variant`` ("paper" or "hand_aware", default: the configuration's) sets ``hand_aware``."""
     if isinstance(config, str):
         if config not in CONFIGS:
             raise ValueError(f"config must be one of {sorted(CONFIGS)} or a PiCRConfig, got {config!r}")
         config = CONFIGS[config]
+    if variant is not None:
+        _check_variant(variant)
+        config = dataclasses.replace(config, hand_aware=variant == "hand_aware")
     return PiCR(config)
 
 
-def picr_card(name: str = "small", path: str | Path | None = None) -> dict:
-    """The model card (JSON) of the committed PiCR model ``name`` (or of the weights at ``path``)."""
-    weights = Path(path) if path is not None else ASSETS / f"picr_{name}.pt"
+def asset_path(name: str = "small", variant: str = "paper") -> Path:
+    """Where the committed model ``name`` of ``variant`` lives: ``miho/assets/picr_<name>.pt`` (the
+    paper's) or ``picr_<name>_hand_aware.pt``."""
+    _check_variant(variant)
+    return ASSETS / (f"picr_{name}.pt" if variant == "paper" else f"picr_{name}_{variant}.pt")
+
+
+def picr_card(name: str = "small", path: str | Path | None = None, variant: str = "paper") -> dict:
+    """The model card (JSON) of the committed PiCR model ``name`` of ``variant`` (or of the weights at ``path``)."""
+    weights = Path(path) if path is not None else asset_path(name, variant)
     card = weights.with_suffix(".json")
     if not card.exists():
         raise ValueError(f"no model card at {card}: export a trained run with `miho export picr`")
     return json.loads(card.read_text())
 
 
-def load_picr(name: str = "small", device: str | torch.device = "cpu", path: str | Path | None = None) -> PiCR:
+def load_picr(name: str = "small", device: str | torch.device = "cpu", path: str | Path | None = None,
+              variant: str | None = None) -> PiCR:  # fmt: skip
     """The committed PiCR model (eval mode), as ``load_hand()`` loads the hand.
 
     Args:
         name: the committed model's configuration name (``miho/assets/picr_<name>.pt`` and its card
-            ``picr_<name>.json``).
+            ``picr_<name>.json``; :func:`asset_path`).
         device: where to put it.
         path: another weights file written by :func:`miho.train.checkpoints.export_weights`
             (its card beside it, same stem, ``.json``).
+        variant: "paper" (the default for a committed model) or "hand_aware"; with ``path``, the
+            variant the file must hold (None: whichever it holds).
 
     Raises:
-        ValueError: no such model, a card that does not match the weights, a corrupt file.
+        ValueError: no such model, weights of the other variant, a card that does not match the
+        weights, a corrupt file.
     """
     from miho.train.checkpoints import load_weights
 
-    weights = Path(path) if path is not None else ASSETS / f"picr_{name}.pt"
-    if not weights.exists():
-        raise ValueError(f"no PiCR model at {weights}: train one with `miho train picr` "
-                         f"(committed models: {sorted(p.stem for p in ASSETS.glob('picr_*.pt'))})")  # fmt: skip
+    if path is None:
+        weights = asset_path(name, variant or "paper")
+        if not weights.exists():
+            raise ValueError(f"no PiCR model at {weights}: train one with `miho train picr` (committed models: "
+                             f"{sorted(p.stem for p in ASSETS.glob('picr_*.pt'))})")  # fmt: skip
+    else:
+        weights = Path(path)
+        if not weights.exists():
+            raise ValueError(f"no PiCR weights at {weights}")
     card = picr_card(path=weights)
-    model = PiCR(PiCRConfig.from_dict(card["config"]))
+    config = PiCRConfig.from_dict(card["config"])
+    if variant is not None:
+        _check_variant(variant)
+        if config.variant != variant:
+            raise ValueError(f"{weights} holds the {config.variant!r} PiCR, not the {variant!r} one asked for")
+    model = PiCR(config)
     load_weights(model, weights, expect={"config": card["config"]})
     return model.to(device).eval()

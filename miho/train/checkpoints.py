@@ -54,15 +54,19 @@ def _read(path: str | Path) -> dict:
     return state
 
 
+def _differences(have, want, prefix: str = "") -> list[str]:
+    """Where two metas differ, nested dicts followed down to the entry: "a.b: file x, expected y"."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        return [d for k in sorted(set(want) | set(have), key=str)
+                for d in _differences(have.get(k), want.get(k), f"{prefix}{k}.")]  # fmt: skip
+    return [] if have == want else [f"{prefix[:-1] or 'value'}: file {have!r}, expected {want!r}"]
+
+
 def _compare(path, meta: dict, expect: dict) -> None:
     for key, want in expect.items():
         have = meta.get(key)
         if have != want:
-            if isinstance(want, dict) and isinstance(have, dict):
-                diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-                detail = ", ".join(f"{k}: file {have.get(k)!r}, expected {want.get(k)!r}" for k in diff)
-            else:
-                detail = f"file {have!r}, expected {want!r}"
+            detail = ", ".join(_differences(have, want, "" if isinstance(want, dict) else f"{key}."))
             raise ValueError(f"{path} was written for another {key} ({detail})")
 
 

@@ -21,17 +21,28 @@ import dataclasses
 from typing import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from miho import cpf
 from miho.anchors import hand_regions
 from miho.data.synthho import Disturbance
+from miho.nets.hand_features import CoarseHand
 from miho.nets.picr import PiCR
 from miho.train.losses import PiCRLossWeights, picr_loss
-from miho.train.picr_data import AUGMENT_DRAWS, Augment, PiCRData, augment, build_picr_data, disturb_objects
+from miho.train.picr_data import (
+    AUGMENT_DRAWS,
+    Augment,
+    PiCRData,
+    augment,
+    build_picr_data,
+    disturb_hand_params,
+    disturb_objects,
+    scale_hand_disturbance,
+)
 
 __all__ = ["PiCRTask", "field_figures", "heuristic_fields", "predict_fields", "subsample_vertices",
-           "THRESHOLDS", "CHECK_SUBSET", "check_figures", "evaluate_picr", "export_picr",
-           "train_picr"]  # fmt: skip
+           "THRESHOLDS", "CHECK_SUBSET", "HAND_SCALES", "check_figures", "coarse_hand_params", "evaluate_picr",
+           "export_picr", "hand_study", "hand_study_markdown", "train_picr"]  # fmt: skip
 
 DEFAULT_AUGMENT = Augment()
 
@@ -68,12 +79,17 @@ class PiCRTask:
         weights: loss weights, alpha and gamma (default the official ones).
         object_pose: optional ``f(data, idx, generator) -> (rot, trans)`` giving coarse object poses
             for a global batch (stage 2); default: the true pose disturbed by ``disturbance``.
+        hand_max_scale: a hand-aware model's coarse hand in training: the true hand disturbed by
+            ``disturbance`` scaled by ``hand_max_scale`` u^2 (:func:`disturb_hand_params`).
+        hand_pose: optional ``f(data, idx, generator) -> (pose, trans)`` giving a hand-aware model's
+            coarse hands (stage 2); default as above.
     """
 
     def __init__(self, model: PiCR, train_data: PiCRData, val_data: PiCRData | None = None, max_points: int = 800,
                  disturbance: Disturbance | None = None, augment: Augment | None = DEFAULT_AUGMENT,
                  weights: PiCRLossWeights | None = None,
-                 object_pose: Callable | None = None) -> None:  # fmt: skip
+                 object_pose: Callable | None = None, hand_max_scale: float = 4.0,
+                 hand_pose: Callable | None = None) -> None:  # fmt: skip
         size = model.config.image_size
         for name, d in (("train_data", train_data), ("val_data", val_data)):
             if d is not None and d.image_size != size:
@@ -82,13 +98,16 @@ class PiCRTask:
         disturbance, weights = disturbance or Disturbance(), weights or PiCRLossWeights()
         self.model, self.data, self.val_data = model, train_data, val_data
         self.max_points, self.disturbance, self.augment, self.weights = max_points, disturbance, augment, weights
-        self.object_pose = object_pose
+        self.object_pose, self.hand_pose, self.hand_max_scale = object_pose, hand_pose, hand_max_scale
+        self.hand = CoarseHand() if model.config.hand_aware else None
         self.meta = {
             "model": "picr", "config": model.config.to_dict(), "data": train_data.info,
             "val_data": val_data.info if val_data is not None else None, "max_points": max_points,
             "disturbance": dataclasses.asdict(disturbance), "augment": dataclasses.asdict(augment) if augment else None,
             "weights": dataclasses.asdict(weights), "stage": 1 if object_pose is None else 2,
         }  # fmt: skip
+        if self.hand is not None:
+            self.meta["hand_max_scale"] = hand_max_scale
 
     def num_samples(self) -> int:
         return len(self.data)
@@ -103,12 +122,23 @@ class PiCRTask:
         n = int(data.obj_count[data.obj_of_grasp[data.grasp[idx]]].max())
         keys = torch.rand(len(idx), n, generator=generator)
         draws = torch.rand(len(idx), AUGMENT_DRAWS, generator=generator)
+        if self.hand is not None:
+            if self.hand_pose is None:
+                hp, ht = disturb_hand_params(data.hand_pose[idx], data.hand_trans[idx], generator, self.disturbance,
+                                             self.hand_max_scale)  # fmt: skip
+            else:
+                hp, ht = self.hand_pose(data, idx, generator)
         b = data.batch(idx[part], device, rot=rot[part], trans=trans[part])
         image, P = b["image"], b["K"]
         if self.augment is not None:
             image, P = augment(image, P, draws[part].to(device), self.augment)
         keep, mask = subsample_vertices(b["obj_mask"], self.max_points, keys[part, : b["obj_mask"].shape[1]].to(device))
-        out = model(image, _take(b["obj_verts"], keep), P, mask)
+        verts = _take(b["obj_verts"], keep)
+        feats = None
+        if self.hand is not None:
+            feats = self.hand.features(hp[part].to(device), b["hand_shape"], ht[part].to(device), verts,
+                                       _take(b["obj_normals"], keep), mask)  # fmt: skip
+        out = model(image, verts, P, mask, feats)
         total, terms = picr_loss(out, _take(b["vc"], keep), _take(b["cr"], keep), _take(b["ae"], keep), self.weights)
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
@@ -120,21 +150,40 @@ class PiCRTask:
                 "cr_accuracy": fig["cr_accuracy"], "ae_mae": fig["ae_mae"]}  # fmt: skip
 
 
+def coarse_hand_params(b: dict, hand_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's coarse hand (pose, translation) at ``hand_scale`` times its fixed seeded disturbance
+    (:func:`scale_hand_disturbance`: 0 the true hand, 1 SynthHO's coarse hand)."""
+    if hand_scale == 0:
+        return b["hand_pose"], b["hand_trans"]
+    if hand_scale == 1:
+        return b["hand_pose_noisy"], b["hand_trans_noisy"]
+    return scale_hand_disturbance(b["hand_pose"], b["hand_trans"], b["hand_pose_noisy"], b["hand_trans_noisy"],
+                                  hand_scale)  # fmt: skip
+
+
 @torch.no_grad()
 def predict_fields(model: PiCR, data: PiCRData, pose: str = "noisy", batch_size: int = 16, device="cpu",
-                   idx=None) -> dict:  # fmt: skip
+                   idx=None, hand_scale: float = 1.0, hand: CoarseHand | None = None) -> dict:  # fmt: skip
     """PiCR's field on samples of ``data`` (all, or ``idx``) under their fixed coarse (``"noisy"``)
     or true object pose, every real vertex, flattened: ``vc`` probabilities, ``cr`` ids, ``ae``,
-    the ground truth ``vc_true``, ``cr_true``, ``ae_true``, and ``sample`` (the sample of each vertex)."""
+    the ground truth ``vc_true``, ``cr_true``, ``ae_true``, and ``sample`` (the sample of each vertex).
+    A hand-aware model reads the coarse hand at ``hand_scale`` times each sample's fixed disturbance
+    (:func:`coarse_hand_params`; ``hand``: the :class:`~miho.nets.hand_features.CoarseHand` to use)."""
     was = model.training
     model.eval()
     idx = torch.arange(len(data)) if idx is None else torch.as_tensor(idx)
+    if model.config.hand_aware and hand is None:
+        hand = CoarseHand()
     rows: dict[str, list] = {k: [] for k in ("vc", "cr", "ae", "vc_true", "cr_true", "ae_true", "sample")}
     try:
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
             b = data.batch(chunk, device, pose=pose)
-            field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"])
+            feats = None
+            if model.config.hand_aware:
+                hp, ht = coarse_hand_params(b, hand_scale)
+                feats = hand.features(hp, b["hand_shape"], ht, b["obj_verts"], b["obj_normals"], b["obj_mask"])
+            field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"], feats)
             _collect(rows, field, b, chunk)
     finally:
         model.train(was)
@@ -154,21 +203,23 @@ def _collect(rows: dict, field: cpf.CPF, b: dict, chunk: torch.Tensor) -> None:
 
 @torch.no_grad()
 def heuristic_fields(data: PiCRData, hand=None, pose: str = "noisy", batch_size: int = 32, device="cpu",
-                     idx=None) -> dict:  # fmt: skip
+                     idx=None, hand_scale: float | None = None) -> dict:  # fmt: skip
     """The distance heuristic, a field that needs no learning: Eq. 4 applied to the coarse hand and
     object (contact within 20 mm of the coarse hand's palm side, the region and elasticity it
-    gives); the same keys as :func:`predict_fields`."""
+    gives); the same keys as :func:`predict_fields`. The hand is at ``hand_scale`` times each
+    sample's fixed disturbance (default 1 with the ``"noisy"`` object pose, 0 with the true one)."""
     from miho.hand import load_hand
 
     hand = (hand or load_hand()).to(device)
     regions = hand_regions(hand)
     idx = torch.arange(len(data)) if idx is None else torch.as_tensor(idx)
-    sfx = "_noisy" if pose == "noisy" else ""
+    scale = hand_scale if hand_scale is not None else (1.0 if pose == "noisy" else 0.0)
     rows: dict[str, list] = {k: [] for k in ("vc", "cr", "ae", "vc_true", "cr_true", "ae_true", "sample")}
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
         b = data.batch(chunk, device, pose=pose)
-        hv = hand(b["hand_pose" + sfx], b["hand_shape"], b["hand_trans" + sfx]).vertices
+        hp, ht = coarse_hand_params(b, scale)
+        hv = hand(hp, b["hand_shape"], ht).vertices
         field = cpf.annotate(hv, b["obj_verts"], regions, b["obj_mask"])
         _collect(rows, field, b, chunk)
     return {k: torch.cat(v) for k, v in rows.items()}
@@ -204,16 +255,17 @@ def field_figures(f: dict, t_vc: float = cpf.T_VC) -> dict:
 def train_picr(config: str = "small", settings=None, run_dir="runs/picr-small", resume: bool = False,
                views: int = 8, val_views: int = 2, train_grasps: int | None = None, val_grasps: int | None = None,
                max_points: int = 800, augment_images: bool = True, device: str = "cpu", progress: bool = True,
-               workers: int = 2) -> tuple[PiCR, dict]:  # fmt: skip
+               workers: int = 2, variant: str = "paper") -> tuple[PiCR, dict]:  # fmt: skip
     """Stage 1 of PiCR's training on SynthHO (what ``miho train picr`` runs): ``train`` split at
     ``views`` views a grasp, validated on ``val`` at ``val_views``; returns the model (the last
-    epoch's weights) and the history. ``train_grasps`` / ``val_grasps`` cap the grasps (small runs)."""
+    epoch's weights) and the history. ``train_grasps`` / ``val_grasps`` cap the grasps (small runs).
+    ``variant``: "paper" (image and object) or "hand_aware" (also the coarse hand)."""
     from miho.nets.picr import build_picr
     from miho.train.trainer import TrainSettings, train
 
     settings = settings or TrainSettings()
     torch.manual_seed(settings.seed)  # the initial weights
-    model = build_picr(config)
+    model = build_picr(config, variant)
     size = model.config.image_size
     train_data = build_picr_data("train", views, size, grasps=train_grasps, workers=workers, progress=progress)
     val_data = build_picr_data("val", val_views, size, grasps=val_grasps, workers=workers, progress=progress)
@@ -273,7 +325,10 @@ def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, devic
     out = Path(out)
     export_weights(model, out, {"config": config})
     card = {
-        "model": "PiCR (Yang et al., ICCV 2021, §5.2), stage 1", "config": config, "weights": out.name,
+        "model": "PiCR (Yang et al., ICCV 2021, §5.2), stage 1" if not config.get("hand_aware") else
+                 "hand-aware PiCR (PiCR of Yang et al., ICCV 2021, §5.2, also reading the coarse hand; beyond the "
+                 "paper), stage 1",
+        "variant": PiCRConfig.from_dict(config).variant, "config": config, "weights": out.name,
         "data": meta["task"]["data"], "val_data": meta["task"]["val_data"], "task": meta["task"],
         "settings": meta["settings"], "epochs": state["epoch"], "steps": state["step"],
         "wall_s": round(state["wall_s"], 1), "machine": meta["machine"], "commit": meta["commit"],
@@ -291,3 +346,57 @@ def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, devic
     with files.atomic_write(out.with_suffix(".json")) as tmp:
         Path(tmp).write_text(json.dumps(card, indent=1))
     return card
+
+
+#: hand disturbance scales of the hand study (times the official jitter; the object's stays fixed)
+HAND_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def hand_study(models: dict[str, PiCR], thresholds: dict[str, float], splits=("test-seen", "test"),
+               scales=HAND_SCALES, views: int = 2, grasps: int | None = None, device="cpu",
+               progress: bool = True) -> dict:  # fmt: skip
+    """How the field's predictors fare as the coarse hand gets worse (issue 16's study).
+
+    Each sample's coarse object keeps its fixed disturbance; its coarse hand is ``scale`` times its
+    fixed disturbance (:func:`coarse_hand_params`). Predictors: the distance heuristic, and each of
+    ``models`` (a model that reads no hand is evaluated once a split: the hand does not reach it)
+    at its ``thresholds`` entry (the VC threshold chosen on ``val``).
+
+    Returns ``{split: {"samples": n, "rows": [{"scale": k, "predictor": name, **figures}]}}`` with
+    :func:`field_figures` (the precision-recall curve left out) for every scale and predictor.
+    """
+    out = {}
+    for split in splits:
+        size = next(iter(models.values())).config.image_size
+        data = build_picr_data(split, views=views, size=size, grasps=grasps, progress=progress)
+        rows, fixed = [], {}
+        for scale in tqdm(scales, desc=f"hand study ({split})", disable=not progress):
+            fields = {"heuristic": (heuristic_fields(data, hand_scale=scale, device=device), 0.5)}
+            for name, model in models.items():
+                if model.config.hand_aware:
+                    fields[name] = (predict_fields(model, data, device=device, hand_scale=scale), thresholds[name])
+                else:
+                    if name not in fixed:
+                        fixed[name] = predict_fields(model, data, device=device)
+                    fields[name] = (fixed[name], thresholds[name])
+            for name, (f, t) in fields.items():
+                fig = field_figures(f, t)
+                rows.append({"scale": scale, "predictor": name, **{k: v for k, v in fig.items() if k != "curve"}})
+        out[split] = {"samples": len(data), "rows": rows}
+    return out
+
+
+def hand_study_markdown(study: dict) -> str:
+    """:func:`hand_study`'s results as a Markdown table: a row a split and predictor, a column a
+    scale, each cell VC F1 / CR accuracy / AE mean absolute error."""
+    lines = []
+    for split, res in study.items():
+        scales = sorted({r["scale"] for r in res["rows"]})
+        if not lines:
+            lines += ["| split | predictor | " + " | ".join(f"hand x{k:g}" for k in scales) + " |",
+                      "|---|---|" + "---|" * len(scales)]  # fmt: skip
+        for name in dict.fromkeys(r["predictor"] for r in res["rows"]):
+            cells = [next(f"{r['f1']:.2f} / {r['cr_accuracy']:.2f} / {r['ae_mae']:.3f}" for r in res["rows"]
+                          if r["predictor"] == name and r["scale"] == k) for k in scales]  # fmt: skip
+            lines.append(f"| {split} ({res['samples']}) | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from miho import files
-from miho.data.synthho import Disturbance, SynthHO
+from miho.data.synthho import Disturbance, SynthHO, disturb_hands
+from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["AUGMENT_DRAWS", "Augment", "PiCRData", "augment", "build_picr_data", "disturb_objects",
-           "library_fingerprint"]  # fmt: skip
+__all__ = ["AUGMENT_DRAWS", "Augment", "PiCRData", "augment", "build_picr_data", "disturb_hand_params",
+           "disturb_objects", "library_fingerprint", "scale_hand_disturbance"]  # fmt: skip
 
 #: bump when the stored layout changes (invalidates cached files)
 FORMAT = 2
@@ -218,6 +219,36 @@ def disturb_objects(rot: torch.Tensor, trans: torch.Tensor, generator: torch.Gen
     the official jitter ``Disturbance()``)."""
     d = (disturbance or Disturbance()).draw(rot.shape[0], generator)
     return (d["obj_rot"].to(rot) @ rot), trans + d["obj_offset"].to(trans)
+
+
+def scale_hand_disturbance(pose: torch.Tensor, trans: torch.Tensor, pose_noisy: torch.Tensor,
+                           trans_noisy: torch.Tensor, scale) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Coarse hands ``scale`` times as far from the true ones as the given coarse hands: the root's
+    disturbing rotation (``R(noisy) R(true)^T``) scaled in angle, the joints' and translation's
+    offsets scaled. (b, 16, 3), (b, 3) true and coarse -> (b, 16, 3), (b, 3); ``scale`` a number or
+    (b,). Scale 0 gives the true hand, 1 the given coarse one, 2 a disturbance twice as large
+    (:class:`~miho.data.synthho.Disturbance` scaled in angle and offset)."""
+    k = torch.as_tensor(scale, dtype=pose.dtype, device=pose.device).expand(pose.shape[0])
+    delta = axis_angle_to_matrix(pose_noisy[:, 0]) @ axis_angle_to_matrix(pose[:, 0]).transpose(1, 2)
+    turn = axis_angle_to_matrix(matrix_to_axis_angle(delta) * k[:, None])
+    root = matrix_to_axis_angle(turn @ axis_angle_to_matrix(pose[:, 0]))
+    joints = pose[:, 1:] + k[:, None, None] * (pose_noisy[:, 1:] - pose[:, 1:])
+    return torch.cat([root[:, None], joints], 1), trans + k[:, None] * (trans_noisy - trans)
+
+
+def disturb_hand_params(pose: torch.Tensor, trans: torch.Tensor, generator: torch.Generator,
+                        disturbance: Disturbance | None = None,
+                        max_scale: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Coarse hands for training the hand-aware PiCR: (b, 16, 3), (b, 3) true -> coarse, each
+    disturbed by ``disturbance`` (default the official jitter) scaled by ``max_scale`` u^2 (u uniform
+    in [0, 1): median max_scale / 4, so most hands are near the usual jitter, some far off or exact
+    and the network learns how far to trust the hand). Draws on the CPU ``generator``."""
+    n = pose.shape[0]
+    d = (disturbance or Disturbance()).draw(n, generator)
+    k = max_scale * torch.rand(n, generator=generator, dtype=torch.float64) ** 2
+    noisy, noisy_trans = disturb_hands(pose.double(), trans.double(), d)
+    out = scale_hand_disturbance(pose.double(), trans.double(), noisy, noisy_trans, k)
+    return out[0].to(pose.dtype), out[1].to(trans.dtype)
 
 
 @dataclass(frozen=True)

@@ -114,18 +114,26 @@ def energy_explorer() -> W.VBox:
     return _explorer(controls, draw_energy)
 
 
-def draw_fields(model, data, sample: int, t_vc: float):
+def draw_fields(model, data, sample: int, t_vc: float, hand_scale: float = 1.0):
     """Figure and caption: sample ``sample`` of ``data`` (a :class:`miho.train.picr_data.PiCRData`),
-    its object at the coarse pose painted by ``model``'s field at ``t_vc`` and by the truth."""
+    its object at the coarse pose painted by ``model``'s field at ``t_vc`` and by the truth; a
+    hand-aware model reads the coarse hand at ``hand_scale`` times the sample's fixed disturbance."""
     from miho.cpf import CPF
+    from miho.nets.hand_features import CoarseHand
+    from miho.train.picr import coarse_hand_params
     from miho.viz.picr_figures import field_pair_traces
 
     b = data.batch(torch.tensor([sample]), pose="noisy")
-    field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"])
+    feats = None
+    if model.config.hand_aware:
+        pose, trans = coarse_hand_params(b, hand_scale)
+        feats = CoarseHand().features(pose, b["hand_shape"], trans, b["obj_verts"], b["obj_normals"], b["obj_mask"])
+    field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"], feats)
     n, nf = int(b["obj_mask"][0].sum()), int(b["obj_face_mask"][0].sum())
     left, right = field_pair_traces(b["obj_verts"][0, :n], b["obj_faces"][0, :nf], field,
                                     CPF(b["vc"], b["cr"], b["ae"]), 0, n, t_vc)  # fmt: skip
-    fig = plot.side_by_side([plot.figure(left), plot.figure(right)], [f"PiCR, VC > {t_vc:.2f}", "ground truth"])
+    who = "hand-aware PiCR" if model.config.hand_aware else "PiCR"
+    fig = plot.side_by_side([plot.figure(left), plot.figure(right)], [f"{who}, VC > {t_vc:.2f}", "ground truth"])
     pred, true = field.vc[0, :n] > t_vc, b["vc"][0, :n] > 0.5
     tp = int((pred & true).sum())
     text = (f"{data.names[int(data.obj_of_grasp[data.grasp[sample]])]}: {int(pred.sum())} vertices predicted in "
@@ -133,10 +141,14 @@ def draw_fields(model, data, sample: int, t_vc: float):
     return fig, text
 
 
-def picr_explorer(model, data) -> W.VBox:
-    """A sample picker and a t_vc slider over PiCR's field against the truth."""
+def picr_explorer(model, data, t_vc: float = 0.8) -> W.VBox:
+    """A sample picker and a t_vc slider over PiCR's field against the truth; for a hand-aware model
+    also a slider of the coarse hand's disturbance (times the official jitter)."""
     controls = {
         "sample": W.Dropdown(options=list(range(len(data))), value=0, description="sample"),
-        "t_vc": W.FloatSlider(value=0.8, min=0.05, max=0.95, step=0.05, description="t_vc", continuous_update=False),
+        "t_vc": W.FloatSlider(value=t_vc, min=0.05, max=0.95, step=0.05, description="t_vc", continuous_update=False),
     }
+    if model.config.hand_aware:
+        controls["hand_scale"] = W.SelectionSlider(options=[0.0, 0.5, 1.0, 2.0, 4.0], value=1.0,
+                                                   description="hand noise x", continuous_update=False)  # fmt: skip
     return _explorer(controls, lambda **v: draw_fields(model, data, **v))
