@@ -286,13 +286,19 @@ def bench_picr_loader(batch: int = 8, grasps: int = 32, views: int = 2, size: in
     return batch / statistics.median(times)
 
 
+#: the fields :func:`bench_picr_geo` can drive GeO with
+PICR_GEO_FIELDS = ("heuristic", "paper", "hand_aware", "truth")
+
+
 def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int = 400, resolution: int = 80,
-                   device: str = "cpu"):  # fmt: skip
+                   device: str = "cpu", fields: tuple[str, ...] = PICR_GEO_FIELDS):  # fmt: skip
     """GeO (hand-object mode) from the fixed disturbed starts of ``samples`` grasps of ``split`` (one
-    view each, spread evenly over the split), driven by each predictor's field (the distance
-    heuristic from the coarse hand, the committed paper and hand-aware PiCR models, each at its
-    card's threshold chosen on ``val``) and by the true field. Returns the
-    :class:`miho.experiments.Ablation` (its ``stats_markdown``: the fractions of samples each lowers)."""
+    view each, spread evenly over the split), driven by each predictor's field (``fields``, of
+    :data:`PICR_GEO_FIELDS`: the distance heuristic from the coarse hand, the committed paper and
+    hand-aware PiCR models, each at its card's threshold chosen on ``val``, and the true field).
+    GeO is deterministic, so a run with some of the fields gives the rows a run with all would.
+    Returns the :class:`miho.experiments.Ablation` (its ``stats_markdown``: the fractions of
+    samples each lowers)."""
     from miho import cpf, experiments
     from miho.anchors import hand_regions
     from miho.nets.hand_features import CoarseHand
@@ -309,15 +315,19 @@ def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int 
         coarse_hand = hand(b["hand_pose_noisy"], b["hand_shape"], b["hand_trans_noisy"]).vertices
     feats = CoarseHand(hand).features(b["hand_pose_noisy"], b["hand_shape"], b["hand_trans_noisy"], b["obj_verts"],
                                       b["obj_normals"], b["obj_mask"])  # fmt: skip
-    fields = {
-        "the distance heuristic's field": (cpf.annotate(coarse_hand, b["obj_verts"], hand_regions(hand),
-                                                        b["obj_mask"]), {"t_vc": 0.5}),
-        "PiCR's field": (paper.predict(*args), {"t_vc": picr_card()["threshold"]}),
-        "hand-aware PiCR's field": (aware.predict(*args, feats),
-                                    {"t_vc": picr_card(variant="hand_aware")["threshold"]}),
-        "the true field": cpf.CPF(b["vc"], b["cr"], b["ae"]),
+    unknown = sorted(set(fields) - set(PICR_GEO_FIELDS))
+    if unknown or not fields:
+        raise ValueError(f"fields must be some of {PICR_GEO_FIELDS}, got {fields!r}")
+    make = {
+        "heuristic": lambda: ("the distance heuristic's field", (cpf.annotate(
+            coarse_hand, b["obj_verts"], hand_regions(hand), b["obj_mask"]), {"t_vc": 0.5})),
+        "paper": lambda: ("PiCR's field", (paper.predict(*args), {"t_vc": picr_card()["threshold"]})),
+        "hand_aware": lambda: ("hand-aware PiCR's field", (aware.predict(*args, feats),
+                                                           {"t_vc": picr_card(variant="hand_aware")["threshold"]})),
+        "truth": lambda: ("the true field", cpf.CPF(b["vc"], b["cr"], b["ae"])),
     }  # fmt: skip
-    return experiments.field_study(hand, data.batch(idx, device), fields, iterations=iterations,
+    chosen = dict(make[f]() for f in PICR_GEO_FIELDS if f in fields)
+    return experiments.field_study(hand, data.batch(idx, device), chosen, iterations=iterations,
                                    resolution=resolution)  # fmt: skip
 
 

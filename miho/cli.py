@@ -3,6 +3,7 @@
 miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
 miho bench hand|geo|recovery|siv|render|synth|...      time a hot path, run an experiment (--help)
                   ...|ablation|disturbed|picr|picr-geo
+miho bench picr --study hand [--out FILE]             PiCR variants and the heuristic as the coarse hand worsens
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
 miho synth objects [--random-objects 300]            prepare and list the object library
 miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
@@ -119,10 +120,10 @@ def _bench(args) -> None:
     if args.what == "picr-geo":
         from miho.bench import bench_picr_geo
 
-        study = bench_picr_geo(args.split, args.batch, args.geo_iterations, args.resolution, args.device)
+        study = bench_picr_geo(args.split, args.batch, args.geo_iterations, args.resolution, args.device,
+                               tuple(args.fields.split(",")))  # fmt: skip
         print(f"GeO from {len(study.start)} disturbed SynthHO {args.split} samples (one view each), hand-object "
-              f"mode, {args.geo_iterations} iterations, {where}, driven by the committed PiCR's field and by the "
-              "truth")  # fmt: skip
+              f"mode, {args.geo_iterations} iterations, {where}, driven by the fields of: {args.fields}")  # fmt: skip
         print(study.to_markdown())
         print()
         print(study.stats_markdown())
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
         choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation", "disturbed", "picr", "picr-geo"],
     )
     bench.add_argument("--split", default="test-seen", help="picr-geo: the SynthHO split")
+    bench.add_argument(
+        "--fields", default="heuristic,paper,hand_aware,truth", help="picr-geo: the fields driving GeO, comma separated"
+    )
     bench.add_argument("--config", default="small", help="picr: the network configuration")
     bench.add_argument("--amp", action="store_true", help="picr: bf16 autocast")
     bench.add_argument(

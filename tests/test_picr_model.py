@@ -1,22 +1,29 @@
-"""The committed PiCR model: it loads with one call, fits its card, and reproduces the figures its
-card records on a fixed subset of data it never trained on."""
+"""The committed PiCR models (the paper's and the hand-aware one): each loads with one call, fits its
+card, and reproduces the figures its card records on a fixed subset of data it never trained on;
+the committed hand study reproduces its check slice."""
 
 import json
 
 import pytest
 import torch
 
+from miho.bench import HAND_STUDY_CHECK
 from miho.nets.picr import ASSETS, CONFIGS, PiCR, PiCRConfig, load_picr, picr_card
 from miho.train.checkpoints import export_weights
-from miho.train.picr import CHECK_SUBSET, check_figures
+from miho.train.picr import CHECK_SUBSET, check_figures, hand_study, load_hand_study
 
 torch.set_num_threads(2)
 
 
-def test_committed_model_loads_and_matches_its_card():
-    model = load_picr()
-    card = picr_card()
-    assert not model.training and model.config == PiCRConfig.from_dict(card["config"]) == CONFIGS["small"]
+VARIANTS = ["paper", "hand_aware"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_committed_model_loads_and_matches_its_card(variant):
+    model = load_picr(variant=variant)
+    card = picr_card(variant=variant)
+    assert not model.training and model.config == PiCRConfig.from_dict(card["config"])
+    assert model.config.name == "small" and model.config.variant == variant
     weights = ASSETS / card["weights"]
     assert weights.stat().st_size <= 5 * 2**20  # committed files stay under 5 MiB
     for key in ("data", "settings", "epochs", "wall_s", "machine", "commit", "history", "figures", "threshold"):
@@ -26,12 +33,13 @@ def test_committed_model_loads_and_matches_its_card():
     assert set(card["figures"]) == {"val", "test-seen", "test"}
 
 
-def test_committed_model_reproduces_its_check_figures():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_committed_model_reproduces_its_check_figures(variant):
     """Tolerance 0.005 on each figure (the same fp16 weights and the same rendered samples give the
     same numbers up to float summation order)."""
-    card = picr_card()
+    card = picr_card(variant=variant)
     assert card["check_subset"] == CHECK_SUBSET
-    got = check_figures(load_picr())
+    got = check_figures(load_picr(variant=variant))
     for k in ("precision", "recall", "f1", "best_f1", "cr_accuracy", "ae_mae"):
         assert got[k] == pytest.approx(card["check"][k], abs=5e-3), k
     assert got["vertices"] == card["check"]["vertices"]
@@ -47,3 +55,24 @@ def test_wrong_weights_are_refused(tmp_path):
         load_picr(path=path)
     with pytest.raises(ValueError, match="no PiCR model"):
         load_picr("huge")
+
+
+def test_committed_hand_study_reproduces_its_check_slice():
+    """The committed study's check slice (:data:`miho.bench.HAND_STUDY_CHECK`), re-run with the
+    committed models, within 0.005 on every figure; and the study's own shape: every predictor at
+    every scale on both test splits, the paper's PiCR the same at every scale (it reads no hand)."""
+    committed = load_hand_study()
+    assert committed["check_subset"] == HAND_STUDY_CHECK
+    models = {"PiCR (paper)": load_picr(), "hand-aware PiCR": load_picr(variant="hand_aware")}
+    again = hand_study(models, committed["thresholds"], progress=False, **HAND_STUDY_CHECK)
+    for split, res in again.items():
+        for new, old in zip(res["rows"], committed["check"][split]["rows"], strict=True):
+            assert (new["scale"], new["predictor"]) == (old["scale"], old["predictor"])
+            for k in ("f1", "cr_accuracy", "ae_mae", "precision", "recall"):
+                assert new[k] == pytest.approx(old[k], abs=5e-3), (split, new["predictor"], k)
+    for split in ("test-seen", "test"):
+        rows = committed["study"][split]["rows"]
+        assert {(r["scale"], r["predictor"]) for r in rows} == {
+            (k, p) for k in (0.0, 0.5, 1.0, 2.0, 4.0) for p in ("heuristic", *models)
+        }
+        assert len({r["f1"] for r in rows if r["predictor"] == "PiCR (paper)"}) == 1

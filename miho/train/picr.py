@@ -27,7 +27,7 @@ from miho import cpf
 from miho.anchors import hand_regions
 from miho.data.synthho import Disturbance
 from miho.nets.hand_features import CoarseHand
-from miho.nets.picr import PiCR
+from miho.nets.picr import ASSETS, PiCR
 from miho.train.losses import PiCRLossWeights, picr_loss
 from miho.train.picr_data import (
     AUGMENT_DRAWS,
@@ -40,9 +40,10 @@ from miho.train.picr_data import (
     scale_hand_disturbance,
 )
 
-__all__ = ["PiCRTask", "field_figures", "heuristic_fields", "predict_fields", "subsample_vertices",
-           "THRESHOLDS", "CHECK_SUBSET", "HAND_SCALES", "check_figures", "coarse_hand_params", "evaluate_picr",
-           "export_picr", "hand_study", "hand_study_markdown", "train_picr"]  # fmt: skip
+__all__ = ["CHECK_SUBSET", "HAND_SCALES", "HAND_STUDY_FILE", "THRESHOLDS", "PiCRTask", "check_figures",
+           "coarse_hand_params", "evaluate_picr", "export_picr", "f1_at", "field_figures", "flatten_fields",
+           "hand_study", "hand_study_markdown", "heuristic_fields", "load_hand_study", "predict_fields",
+           "subsample_vertices", "train_picr"]  # fmt: skip
 
 DEFAULT_AUGMENT = Augment()
 
@@ -190,15 +191,20 @@ def predict_fields(model: PiCR, data: PiCRData, pose: str = "noisy", batch_size:
     return {k: torch.cat(v) for k, v in rows.items()}
 
 
-def _collect(rows: dict, field: cpf.CPF, b: dict, chunk: torch.Tensor) -> None:
+def flatten_fields(field: cpf.CPF, b: dict) -> dict:
+    """A predicted field on a batch and the batch's true one, over its real vertices (on the CPU):
+    the keys ``vc``, ``cr``, ``ae``, ``vc_true``, ``cr_true``, ``ae_true`` that :func:`field_figures`
+    reads. ``b``: a :meth:`~miho.train.picr_data.PiCRData.batch`."""
     m = b["obj_mask"]
-    rows["vc"].append(field.vc[m].cpu())
-    rows["cr"].append(field.cr[m].cpu())
-    rows["ae"].append(field.ae[m].cpu())
-    rows["vc_true"].append(b["vc"][m].cpu())
-    rows["cr_true"].append(b["cr"][m].cpu())
-    rows["ae_true"].append(b["ae"][m].cpu())
-    rows["sample"].append(chunk[:, None].expand_as(m.cpu())[m.cpu()])
+    return {"vc": field.vc[m].cpu(), "cr": field.cr[m].cpu(), "ae": field.ae[m].cpu(), "vc_true": b["vc"][m].cpu(),
+            "cr_true": b["cr"][m].cpu(), "ae_true": b["ae"][m].cpu()}  # fmt: skip
+
+
+def _collect(rows: dict, field: cpf.CPF, b: dict, chunk: torch.Tensor) -> None:
+    for k, v in flatten_fields(field, b).items():
+        rows[k].append(v)
+    m = b["obj_mask"].cpu()
+    rows["sample"].append(chunk[:, None].expand_as(m)[m])
 
 
 @torch.no_grad()
@@ -400,3 +406,27 @@ def hand_study_markdown(study: dict) -> str:
                           if r["predictor"] == name and r["scale"] == k) for k in scales]  # fmt: skip
             lines.append(f"| {split} ({res['samples']}) | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def f1_at(figures: dict, t_vc: float) -> tuple[float, float, float]:
+    """VC precision, recall and F1 at ``t_vc`` read from :func:`field_figures`' precision-recall
+    curve (``t_vc`` one of :data:`THRESHOLDS`), e.g. a test split's at the threshold chosen on ``val``."""
+    for t, p, r, f in figures["curve"]:
+        if abs(t - t_vc) < 1e-9:
+            return p, r, f
+    raise ValueError(f"t_vc must be one of the curve's thresholds {THRESHOLDS}, got {t_vc!r}")
+
+
+#: the committed results of ``miho bench picr --study hand --out miho/assets/picr_hand_study.json``
+HAND_STUDY_FILE = ASSETS / "picr_hand_study.json"
+
+
+def load_hand_study() -> dict:
+    """The committed hand study (:data:`HAND_STUDY_FILE`): the results of :func:`miho.bench.bench_picr_hand`
+    with their command, commit and the check slice the tests re-run."""
+    import json
+
+    if not HAND_STUDY_FILE.exists():
+        raise ValueError(f"no hand study at {HAND_STUDY_FILE}: run "
+                         f"`miho bench picr --study hand --out {HAND_STUDY_FILE}`")  # fmt: skip
+    return json.loads(HAND_STUDY_FILE.read_text())

@@ -12,8 +12,8 @@ from miho.anchors import NUM_REGIONS
 from miho.cpf import CPF, T_VC
 from miho.viz import plot
 
-__all__ = ["architecture_figure", "field_colors", "field_pair_traces", "fields_slider_figure", "inputs_figure",
-           "pr_figure", "training_figure"]  # fmt: skip
+__all__ = ["architecture_figure", "field_colors", "field_pair_traces", "fields_slider_figure", "hand_features_figure",
+           "hand_study_figure", "inputs_figure", "pr_figure", "training_figure"]  # fmt: skip
 
 NO_CONTACT = "#dddddd"
 
@@ -159,4 +159,51 @@ def fields_slider_figure(batch: dict, predicted: CPF, t_vc: float = T_VC, names=
             for lb in labels])],
     )  # fmt: skip
     fig.update_scenes(aspectmode="data", xaxis_title="x (mm)", yaxis_title="y (mm)", zaxis_title="z (mm)")
+    return fig
+
+
+def hand_features_figure(obj_verts, obj_faces, features, hand_verts, hand_faces, title: str = "") -> go.Figure:
+    """What the hand-aware PiCR reads from the coarse hand, for one sample: the object painted by the
+    distance to the hand's nearest palm-side vertex (mm, feature column 1; Eq. 4's contact test is
+    this below 20 mm) beside the object painted by the nearest anchor's region (columns 2-18), the
+    coarse hand drawn translucent in both.
+
+    Args: obj_verts (N, 3), obj_faces (F, 3), features (N, 21) of
+    :func:`miho.nets.hand_features.hand_features`, hand_verts (V, 3), hand_faces (F_h, 3); metres.
+    """
+    from miho.cpf import S
+    from miho.nets.hand_features import CLIP
+
+    dist_mm = features[:, 1].clamp(0, CLIP) * S * 1e3
+    region = features[:, 2 : 2 + NUM_REGIONS].argmax(-1)
+    colors = [plot.REGION_COLORS[int(r)] for r in region.tolist()]
+    ghost = plot.mesh_trace(hand_verts, hand_faces, opacity=0.25, name="coarse hand")
+    left = [plot.mesh_trace(obj_verts, obj_faces, intensity=dist_mm, cmax=float(CLIP * S * 1e3),
+                            unit="mm", name="object"), ghost]  # fmt: skip
+    right = [plot.mesh_trace(obj_verts, obj_faces, vertex_colors=colors, name="object"), ghost]
+    return plot.side_by_side([plot.figure(left), plot.figure(right)],
+                             ["distance to the palm side (mm)", "nearest anchor's region"], height=420)  # fmt: skip
+
+
+def hand_study_figure(study: dict, title: str = "") -> go.Figure:
+    """:func:`miho.train.picr.hand_study`'s results: VC F1, CR accuracy and AE mean absolute error
+    against the coarse hand's disturbance (times the official jitter: 1 is a rotation of up to 7.5
+    degrees about the wrist and an offset of 10 mm on average), one line a predictor and split
+    (solid ``test-seen``, dashed ``test``)."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("VC F1 (at its threshold)", "CR accuracy",
+                                                        "AE mean abs. error (lower is better)"))  # fmt: skip
+    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa"]
+    for s, (split, res) in enumerate(study.items()):
+        names = list(dict.fromkeys(r["predictor"] for r in res["rows"]))
+        for p, name in enumerate(names):
+            rows = sorted((r for r in res["rows"] if r["predictor"] == name), key=lambda r: r["scale"])
+            x = [r["scale"] for r in rows]
+            for c, key in enumerate(("f1", "cr_accuracy", "ae_mae")):
+                fig.add_trace(go.Scatter(x=x, y=[r[key] for r in rows], mode="lines+markers", name=f"{name}, {split}",
+                                         legendgroup=f"{name}, {split}", showlegend=c == 0,
+                                         line=dict(color=palette[p % len(palette)], dash="dash" if s else "solid")),
+                              row=1, col=c + 1)  # fmt: skip
+    fig.update_xaxes(title="coarse hand's disturbance (x official jitter)")
+    fig.update_layout(height=420, title=title or "the field's predictors as the coarse hand gets worse",
+                      margin=dict(t=80), legend=dict(orientation="h", y=-0.25))  # fmt: skip
     return fig
