@@ -301,32 +301,27 @@ def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int 
     samples each lowers)."""
     from miho import cpf, experiments
     from miho.anchors import hand_regions
-    from miho.nets.hand_features import CoarseHand
     from miho.nets.picr import load_picr, picr_card
+    from miho.train.picr import heuristic_field, predict_batch
     from miho.train.picr_data import build_picr_data
 
+    unknown = sorted(set(fields) - set(PICR_GEO_FIELDS))
+    if unknown or not fields:
+        raise ValueError(f"fields must be some of {PICR_GEO_FIELDS}, got {fields!r}")
     hand = load_hand(device=device)
     paper, aware = load_picr(device=device), load_picr(device=device, variant="hand_aware")
     data = build_picr_data(split, views=1, size=paper.config.image_size, progress=False)
     idx = torch.linspace(0, len(data) - 1, min(samples, len(data))).round().long()
     b = data.batch(idx, device, pose="noisy")
-    args = (b["image"], b["obj_verts"], b["K"], b["obj_mask"])
-    with torch.no_grad():
-        coarse_hand = hand(b["hand_pose_noisy"], b["hand_shape"], b["hand_trans_noisy"]).vertices
-    feats = CoarseHand(hand).features(b["hand_pose_noisy"], b["hand_shape"], b["hand_trans_noisy"], b["obj_verts"],
-                                      b["obj_normals"], b["obj_mask"])  # fmt: skip
-    unknown = sorted(set(fields) - set(PICR_GEO_FIELDS))
-    if unknown or not fields:
-        raise ValueError(f"fields must be some of {PICR_GEO_FIELDS}, got {fields!r}")
-    make = {
-        "heuristic": lambda: ("the distance heuristic's field", (cpf.annotate(
-            coarse_hand, b["obj_verts"], hand_regions(hand), b["obj_mask"]), {"t_vc": 0.5})),
-        "paper": lambda: ("PiCR's field", (paper.predict(*args), {"t_vc": picr_card()["threshold"]})),
-        "hand_aware": lambda: ("hand-aware PiCR's field", (aware.predict(*args, feats),
-                                                           {"t_vc": picr_card(variant="hand_aware")["threshold"]})),
-        "truth": lambda: ("the true field", cpf.CPF(b["vc"], b["cr"], b["ae"])),
-    }  # fmt: skip
-    chosen = dict(make[f]() for f in PICR_GEO_FIELDS if f in fields)
+    chosen = {}
+    if "heuristic" in fields:
+        chosen["the distance heuristic's field"] = (heuristic_field(hand, hand_regions(hand), b), {"t_vc": 0.5})
+    for name, model in (("paper", paper), ("hand_aware", aware)):
+        if name in fields:
+            label = "PiCR's field" if name == "paper" else "hand-aware PiCR's field"
+            chosen[label] = (predict_batch(model, b), {"t_vc": picr_card(variant=name)["threshold"]})
+    if "truth" in fields:
+        chosen["the true field"] = cpf.CPF(b["vc"], b["cr"], b["ae"])
     return experiments.field_study(hand, data.batch(idx, device), chosen, iterations=iterations,
                                    resolution=resolution)  # fmt: skip
 

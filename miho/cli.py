@@ -35,6 +35,14 @@ def _info(args) -> None:
     print(f"anchors: {sum(counts)}  " + ", ".join(f"{n} {c}" for n, c in zip(REGION_NAMES, counts)))
 
 
+def _print_study(title: str, study) -> None:
+    """A GeO study's title, its metric table and its per-sample fractions (:class:`miho.experiments.Ablation`)."""
+    print(title)
+    print(study.to_markdown())
+    print()
+    print(study.stats_markdown())
+
+
 def _bench(args) -> None:
     from miho.bench import bench_geo, bench_hand, bench_recovery, bench_render, bench_siv, bench_synth
 
@@ -71,11 +79,8 @@ def _bench(args) -> None:
         from miho.bench import bench_disturbed
 
         study = bench_disturbed(args.batch, args.geo_iterations, args.resolution, args.device)
-        print(f"GeO from {len(study.start)} disturbed held-out SynthHO grasps, ground-truth CPF, hand-object mode, "
-              f"{args.geo_iterations} iterations, {where}")  # fmt: skip
-        print(study.to_markdown())
-        print()
-        print(study.stats_markdown())
+        _print_study(f"GeO from {len(study.start)} disturbed held-out SynthHO grasps, ground-truth CPF, hand-object "
+                     f"mode, {args.geo_iterations} iterations, {where}", study)  # fmt: skip
         return
     if args.what == "ablation":
         from miho import experiments
@@ -122,11 +127,9 @@ def _bench(args) -> None:
 
         study = bench_picr_geo(args.split, args.batch, args.geo_iterations, args.resolution, args.device,
                                tuple(args.fields.split(",")))  # fmt: skip
-        print(f"GeO from {len(study.start)} disturbed SynthHO {args.split} samples (one view each), hand-object "
-              f"mode, {args.geo_iterations} iterations, {where}, driven by the fields of: {args.fields}")  # fmt: skip
-        print(study.to_markdown())
-        print()
-        print(study.stats_markdown())
+        _print_study(f"GeO from {len(study.start)} disturbed SynthHO {args.split} samples (one view each), "
+                     f"hand-object mode, {args.geo_iterations} iterations, {where}, driven by the fields of: "
+                     f"{args.fields}", study)  # fmt: skip
         return
     if args.what == "recovery":
         rec, t = bench_recovery(args.perturbations, args.device, args.geo_iterations)

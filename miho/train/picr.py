@@ -42,7 +42,8 @@ from miho.train.picr_data import (
 
 __all__ = ["CHECK_SUBSET", "HAND_SCALES", "HAND_STUDY_FILE", "THRESHOLDS", "PiCRTask", "check_figures",
            "coarse_hand_params", "evaluate_picr", "export_picr", "f1_at", "field_figures", "flatten_fields",
-           "hand_study", "hand_study_markdown", "heuristic_fields", "load_hand_study", "predict_fields",
+           "hand_study", "hand_study_markdown", "heuristic_field", "heuristic_fields", "load_hand_study",
+           "predict_batch", "predict_fields",
            "subsample_vertices", "train_picr"]  # fmt: skip
 
 DEFAULT_AUGMENT = Augment()
@@ -162,6 +163,29 @@ def coarse_hand_params(b: dict, hand_scale: float) -> tuple[torch.Tensor, torch.
                                   hand_scale)  # fmt: skip
 
 
+def predict_batch(model: PiCR, b: dict, hand_scale: float = 1.0, hand: CoarseHand | None = None) -> cpf.CPF:
+    """``model``'s field on a :meth:`~miho.train.picr_data.PiCRData.batch` (its objects at the pose the
+    batch was made with); a hand-aware model also reads the coarse hand at ``hand_scale`` times
+    each sample's fixed disturbance (:func:`coarse_hand_params`; ``hand``: the
+    :class:`~miho.nets.hand_features.CoarseHand` to use, default a new one)."""
+    feats = None
+    if model.config.hand_aware:
+        hand = hand if hand is not None else CoarseHand()
+        pose, trans = coarse_hand_params(b, hand_scale)
+        feats = hand.features(pose, b["hand_shape"], trans, b["obj_verts"], b["obj_normals"], b["obj_mask"])
+    return model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"], feats)
+
+
+@torch.no_grad()
+def heuristic_field(hand, regions, b: dict, hand_scale: float = 1.0) -> cpf.CPF:
+    """The distance heuristic's field on a :meth:`~miho.train.picr_data.PiCRData.batch`: Eq. 4
+    (:func:`miho.cpf.annotate`) on the coarse hand at ``hand_scale`` times each sample's fixed
+    disturbance and the batch's objects. ``hand``: the hand model, ``regions`` its
+    :func:`~miho.anchors.hand_regions`."""
+    pose, trans = coarse_hand_params(b, hand_scale)
+    return cpf.annotate(hand(pose, b["hand_shape"], trans).vertices, b["obj_verts"], regions, b["obj_mask"])
+
+
 @torch.no_grad()
 def predict_fields(model: PiCR, data: PiCRData, pose: str = "noisy", batch_size: int = 16, device="cpu",
                    idx=None, hand_scale: float = 1.0, hand: CoarseHand | None = None) -> dict:  # fmt: skip
@@ -180,12 +204,7 @@ def predict_fields(model: PiCR, data: PiCRData, pose: str = "noisy", batch_size:
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
             b = data.batch(chunk, device, pose=pose)
-            feats = None
-            if model.config.hand_aware:
-                hp, ht = coarse_hand_params(b, hand_scale)
-                feats = hand.features(hp, b["hand_shape"], ht, b["obj_verts"], b["obj_normals"], b["obj_mask"])
-            field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"], feats)
-            _collect(rows, field, b, chunk)
+            _collect(rows, predict_batch(model, b, hand_scale, hand), b, chunk)
     finally:
         model.train(was)
     return {k: torch.cat(v) for k, v in rows.items()}
@@ -224,10 +243,7 @@ def heuristic_fields(data: PiCRData, hand=None, pose: str = "noisy", batch_size:
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
         b = data.batch(chunk, device, pose=pose)
-        hp, ht = coarse_hand_params(b, scale)
-        hv = hand(hp, b["hand_shape"], ht).vertices
-        field = cpf.annotate(hv, b["obj_verts"], regions, b["obj_mask"])
-        _collect(rows, field, b, chunk)
+        _collect(rows, heuristic_field(hand, regions, b, scale), b, chunk)
     return {k: torch.cat(v) for k, v in rows.items()}
 
 

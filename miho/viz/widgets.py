@@ -119,16 +119,11 @@ def draw_fields(model, data, sample: int, t_vc: float, hand_scale: float = 1.0):
     its object at the coarse pose painted by ``model``'s field at ``t_vc`` and by the truth; a
     hand-aware model reads the coarse hand at ``hand_scale`` times the sample's fixed disturbance."""
     from miho.cpf import CPF
-    from miho.nets.hand_features import CoarseHand
-    from miho.train.picr import coarse_hand_params
+    from miho.train.picr import predict_batch
     from miho.viz.picr_figures import field_pair_traces
 
     b = data.batch(torch.tensor([sample]), pose="noisy")
-    feats = None
-    if model.config.hand_aware:
-        pose, trans = coarse_hand_params(b, hand_scale)
-        feats = CoarseHand().features(pose, b["hand_shape"], trans, b["obj_verts"], b["obj_normals"], b["obj_mask"])
-    field = model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"], feats)
+    field = predict_batch(model, b, hand_scale)
     n, nf = int(b["obj_mask"][0].sum()), int(b["obj_face_mask"][0].sum())
     left, right = field_pair_traces(b["obj_verts"][0, :n], b["obj_faces"][0, :nf], field,
                                     CPF(b["vc"], b["cr"], b["ae"]), 0, n, t_vc)  # fmt: skip
@@ -149,6 +144,8 @@ def picr_explorer(model, data, t_vc: float = 0.8) -> W.VBox:
         "t_vc": W.FloatSlider(value=t_vc, min=0.05, max=0.95, step=0.05, description="t_vc", continuous_update=False),
     }
     if model.config.hand_aware:
-        controls["hand_scale"] = W.SelectionSlider(options=[0.0, 0.5, 1.0, 2.0, 4.0], value=1.0,
+        from miho.train.picr import HAND_SCALES
+
+        controls["hand_scale"] = W.SelectionSlider(options=list(HAND_SCALES), value=1.0,
                                                    description="hand noise x", continuous_update=False)  # fmt: skip
     return _explorer(controls, lambda **v: draw_fields(model, data, **v))
