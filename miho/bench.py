@@ -210,11 +210,11 @@ def bench_disturbed(samples: int = 32, iterations: int = 400, resolution: int = 
 
 
 def bench_picr(config: str = "small", batch: int = 8, device: str = "cpu", points: int = 800,
-               eval_points: int = 2000, repeats: int = 5, amp: bool = False) -> dict:  # fmt: skip
+               eval_points: tuple[int, ...] = (1000, 2000), repeats: int = 5, amp: bool = False) -> dict:  # fmt: skip
     """PiCR throughput on random inputs of the real shapes: training (forward of both stacks,
     the losses, backward, an Adam step) with ``points`` object vertices a sample, and prediction
-    (the last stack) with ``eval_points``; samples/s (medians of ``repeats`` after a warm-up) and
-    the peak GPU memory (GiB, 0 on the CPU)."""
+    (the last stack) with each of ``eval_points``; samples/s (medians of ``repeats`` after a
+    warm-up; ``predict`` maps vertex count -> rate) and the peak GPU memory (GiB, 0 on the CPU)."""
     from miho.nets.picr import build_picr
     from miho.train.losses import picr_loss
 
@@ -255,13 +255,17 @@ def bench_picr(config: str = "small", batch: int = 8, device: str = "cpu", point
     if str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     train_rate = timed(step)
-    image2, verts2 = inputs(eval_points)
 
-    def predict():
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-            net.predict(image2, verts2, K)
+    def predictor(n):
+        image2, verts2 = inputs(n)
 
-    predict_rate = timed(predict)
+        def predict():
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+                net.predict(image2, verts2, K)
+
+        return predict
+
+    predict_rate = {n: timed(predictor(n)) for n in eval_points}
     peak = torch.cuda.max_memory_allocated() / 2**30 if str(device).startswith("cuda") else 0.0
     params = sum(p.numel() for p in net.parameters())
     return {"train": train_rate, "predict": predict_rate, "peak_gib": peak, "parameters": params}

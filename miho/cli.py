@@ -10,6 +10,8 @@ miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library
 miho train picr [--config small] [--variant paper|hand_aware] [--epochs 10] [--resume] ...
                                                       train PiCR (torchrun for several processes)
 miho export picr [--run-dir runs/picr-small]          commit-ready weights and model card with figures
+miho train honet [--config small] [--epochs 10] ...   train HoNet (image -> coarse hand and object)
+miho export honet [--run-dir runs/honet-small]        its weights and model card (MPJPE / MPVPE)
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def _bench(args) -> None:
         r = bench_picr(args.config, args.batch, args.device, amp=args.amp)
         print(f"PiCR {args.config} ({r['parameters'] / 1e6:.2f} M parameters), batch {args.batch}, {where}"
               f"{', bf16' if args.amp else ''}: training {r['train']:.1f} samples/s (800 vertices a sample), "
-              f"prediction {r['predict']:.1f} samples/s (2000 vertices)"
+              f"prediction {', '.join(f'{v:.1f} samples/s ({n} vertices)' for n, v in r['predict'].items())}"
               + (f", peak GPU memory {r['peak_gib']:.2f} GiB" if args.device.startswith("cuda") else ""))  # fmt: skip
         if not args.device.startswith("cuda"):
             rate = bench_picr_loader(args.batch)
@@ -205,6 +207,14 @@ def _train(args) -> None:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
                              step_epochs=args.step_epochs, grad_clip=args.grad_clip, seed=args.seed,
                              steps_per_epoch=args.steps_per_epoch, amp=args.amp, compile=args.compile)  # fmt: skip
+    if args.what == "honet":
+        from miho.train.honet import train_honet
+
+        train_honet(args.config, settings, args.run_dir or f"runs/honet-{args.config}", resume=args.resume,
+                    views=args.views, val_views=args.val_views, train_grasps=args.train_grasps,
+                    val_grasps=args.val_grasps, augment_images=not args.no_augment, device=args.device,
+                    workers=args.workers)  # fmt: skip
+        return
     run_dir = args.run_dir or f"runs/picr-{args.config}" + ("-hand-aware" if args.variant == "hand_aware" else "")
     train_picr(args.config, settings, run_dir, resume=args.resume,
                views=args.views, val_views=args.val_views, train_grasps=args.train_grasps,
@@ -218,6 +228,22 @@ def _export(args) -> None:
     from miho.train.picr import export_picr
 
     torch.set_num_threads(args.threads)
+    if args.what == "honet":
+        from miho.nets import honet
+        from miho.train.honet import export_honet
+
+        run_dir = args.run_dir or "runs/honet-small"
+        if args.out is None:
+            args.out = honet.asset_path(
+                load_checkpoint(f"{run_dir}/{args.checkpoint}")["meta"]["task"]["config"]["name"]
+            )
+        card = export_honet(run_dir, args.out, checkpoint=args.checkpoint, views=args.views, note=args.note)
+        for split, f in card["figures"].items():
+            print(f"{split:9s} hand MPJPE {f['hand_mpjpe']:.1f} mm (root-relative {f['hand_mpjpe_rr']:.1f}), "
+                  f"MPVPE {f['hand_mpvpe']:.1f} mm; object MPVPE {f['obj_mpvpe']:.1f} mm; "
+                  f"{f['samples']} samples")  # fmt: skip
+        return
+    args.run_dir = args.run_dir or "runs/picr-small"
     if args.out is None:
         config = load_checkpoint(f"{args.run_dir}/{args.checkpoint}")["meta"]["task"]["config"]
         args.out = asset_path(config["name"], "hand_aware" if config.get("hand_aware") else "paper")
@@ -290,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     synth.add_argument("--out", default=None, help="grasp library path (default: the package's own)")
     synth.set_defaults(run=_synth)
     tr = sub.add_parser("train", help="train a network (under torchrun: several processes, DDP)")
-    tr.add_argument("what", choices=["picr"])
+    tr.add_argument("what", choices=["picr", "honet"])
     tr.add_argument("--config", default="small", help="named configuration (small: 2 CPU cores; paper: GPUs)")
     tr.add_argument(
         "--variant",
@@ -321,8 +347,8 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--workers", type=int, default=2, help="DataLoader processes building the data")
     tr.set_defaults(run=_train)
     ex = sub.add_parser("export", help="export a trained run's weights (fp16) and write its model card")
-    ex.add_argument("what", choices=["picr"])
-    ex.add_argument("--run-dir", default="runs/picr-small")
+    ex.add_argument("what", choices=["picr", "honet"])
+    ex.add_argument("--run-dir", default=None, help="default runs/picr-small or runs/honet-small")
     ex.add_argument("--checkpoint", default="best.pt")
     ex.add_argument("--out", default=None, help="weights path (default miho/assets/picr_<config>[_hand_aware].pt)")
     ex.add_argument("--views", type=int, default=2, help="views a grasp of the evaluated splits")

@@ -1,4 +1,8 @@
-"""The committed Anny hand asset reproduces anny's own skinned vertices (needs ``anny``)."""
+"""The committed Anny hand asset reproduces anny's own skinned vertices (needs ``anny``).
+
+Marked ``slow``: on a machine whose anny cache is empty, anny builds its model data for about
+40 s before the first call. The asset changes only when anny does (``data_scripts/build_anny_hand_asset.py``).
+"""
 
 import pytest
 import torch
@@ -8,6 +12,7 @@ from miho.hand.anny_asset import SHAPE_LOCAL_CHANGES, anny_root_frame, make_anny
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 anny = pytest.importorskip("anny")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

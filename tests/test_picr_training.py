@@ -13,7 +13,7 @@ from miho.nets.picr import build_picr
 from miho.train.checkpoints import export_weights, load_checkpoint, load_weights
 from miho.train.picr import PiCRTask, field_figures, heuristic_fields, predict_fields
 from miho.train.picr_data import build_picr_data
-from miho.train.trainer import TrainSettings, train
+from miho.train.trainer import TrainSettings, read_log, train
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,10 +88,7 @@ def test_training_lowers_the_loss(tiny, tmp_path):
     sub = tiny[0].subset(range(4))
     task.data = sub
     train(task, TrainSettings(epochs=100, batch_size=2, log_every=1, lr=2e-3), tmp_path, progress=False)
-    import json
-
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()
-              if '"kind": "step"' in line]  # fmt: skip
+    losses = [r["loss"] for r in read_log(tmp_path, "step")]
     assert len(losses) == 200
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert last < 0.5 * first, (first, last)

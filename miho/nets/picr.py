@@ -37,6 +37,7 @@ from torch import nn
 from miho.anchors import NUM_REGIONS
 from miho.checks import check_device, check_mask, check_tensor
 from miho.cpf import CPF
+from miho.nets.config import NetConfig
 from miho.nets.hand_features import HAND_FEATURES
 from miho.nets.hourglass import StackedHourglass
 from miho.nets.pointnet import PointNetEncoder, SplitLinear, point_mlp
@@ -50,7 +51,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 @dataclass(frozen=True)
-class PiCRConfig:
+class PiCRConfig(NetConfig):
     """A PiCR architecture. Named in :data:`CONFIGS`: ``small`` (the committed model, trained on 2
     CPU cores), ``paper`` (the official widths, for GPUs) and ``tiny`` (tests, the book's live run)."""
 
@@ -77,17 +78,6 @@ class PiCRConfig:
     def variant(self) -> str:
         """``"paper"`` (image and object, Eq. 8) or ``"hand_aware"`` (also the coarse hand)."""
         return "hand_aware" if self.hand_aware else "paper"
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PiCRConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown PiCR configuration fields {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 CONFIGS = {
@@ -203,8 +193,9 @@ class PiCR(nn.Module):
 
     def feature_maps(self, image: torch.Tensor) -> list[torch.Tensor]:
         """b(I): the hourglass's feature map of every stack, each (B, channels, S/4, S/4), from
-        (B, 3, S, S) images in [0, 1] (centred on 0.5 inside)."""
-        return self.backbone(image - 0.5)
+        (B, 3, S, S) images in [0, 1] (centred on 0.5 inside). The convolutions run channels-last
+        (the same numbers to float rounding; on 2 CPU cores about 1.5 times faster than NCHW)."""
+        return self.backbone((image - 0.5).contiguous(memory_format=torch.channels_last))
 
     def forward(
         self,

@@ -17,7 +17,8 @@ import torch
 
 from miho import files
 
-__all__ = ["export_weights", "git_commit", "load_checkpoint", "load_weights", "save_checkpoint"]
+__all__ = ["export_weights", "git_commit", "load_checkpoint", "load_weights", "run_card", "save_checkpoint",
+           "write_card"]  # fmt: skip
 
 
 def git_commit() -> str:
@@ -104,3 +105,25 @@ def load_weights(model: torch.nn.Module, path: str | Path, expect: dict | None =
                          f"other shapes {wrong[:3]}")  # fmt: skip
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
     return state["meta"]
+
+
+def run_card(state: dict, weights: str | Path, checkpoint: str, note: str = "") -> dict:
+    """The model-card entries every exported run has, from its training checkpoint ``state``:
+    configuration, weights file name, data, settings, epochs, steps, wall time, machine, commit,
+    package version, the checkpoint's name, the per-epoch history and ``note``."""
+    meta = state["meta"]
+    return {
+        "config": meta["task"]["config"], "weights": Path(weights).name, "data": meta["task"]["data"],
+        "val_data": meta["task"].get("val_data"), "task": meta["task"], "settings": meta["settings"],
+        "epochs": state["epoch"], "steps": state["step"], "wall_s": round(state["wall_s"], 1),
+        "machine": meta["machine"], "commit": meta["commit"], "version": meta["version"], "checkpoint": checkpoint,
+        "history": state["history"], "note": note,
+    }  # fmt: skip
+
+
+def write_card(weights: str | Path, card: dict) -> None:
+    """Write the model card beside ``weights`` (same stem, ``.json``), atomically."""
+    import json
+
+    with files.atomic_write(Path(weights).with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=1))

@@ -1,5 +1,6 @@
-"""PiCR's losses (Eq. 5-7): focal loss on Vertex Contact, focal loss on Contact Region, binary
-cross-entropy on Anchor Elasticity.
+"""The networks' losses. PiCR's (Eq. 5-7): focal loss on Vertex Contact, focal loss on Contact
+Region, binary cross-entropy on Anchor Elasticity. HoNet's (:func:`honet_loss`, MeshRegNet's as
+Supp D.1 uses them): camera-space hand joint and object vertex errors, shape and pose regularisers.
 
 Each loss is a per-sample mean over the vertices it counts, then a mean over the samples: a
 sample's weight does not depend on how many vertices its object has, and the mean over a batch
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PiCRLossWeights", "binary_focal_loss", "elasticity_loss", "masked_sample_mean", "picr_loss",
-           "region_focal_loss"]  # fmt: skip
+__all__ = ["HoNetLossWeights", "PiCRLossWeights", "binary_focal_loss", "elasticity_loss", "honet_loss",
+           "masked_sample_mean", "picr_loss", "region_focal_loss"]  # fmt: skip
 
 
 def masked_sample_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -111,4 +112,38 @@ def picr_loss(output, vc: torch.Tensor, cr: torch.Tensor, ae: torch.Tensor,
         terms["cr"] = terms["cr"] + region_focal_loss(c, cr, touch, weights.gamma)
         terms["ae"] = terms["ae"] + elasticity_loss(a, ae, touch)
     total = weights.vc * terms["vc"] + weights.cr * terms["cr"] + weights.ae * terms["ae"]
+    return total, terms
+
+
+@dataclass(frozen=True)
+class HoNetLossWeights:
+    """Weights of HoNet's terms (official: joints 0.5, object vertices 0.5, shape 5e-7, pose 5e-6)."""
+
+    joints: float = 0.5
+    obj_verts: float = 0.5
+    shape: float = 5e-7
+    pose: float = 5e-6
+
+
+def honet_loss(joints: torch.Tensor, joints_true: torch.Tensor, obj_verts: torch.Tensor, obj_verts_true: torch.Tensor,
+               obj_mask: torch.Tensor, shape: torch.Tensor, pca: torch.Tensor,
+               weights: HoNetLossWeights | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """HoNet's loss: the weighted sum of
+
+    * ``joints``: the mean over joints of the squared distance (m^2) between predicted and true
+      camera-frame joints, (B, J, 3) each;
+    * ``obj_verts``: the same over the object's real vertices, (B, N, 3) each, ``obj_mask`` (B, N);
+    * ``shape``: the squared norm of the (B, S) shape coefficients;
+    * ``pose``: the squared norm of the (B, K) PCA pose coefficients;
+
+    each a per-sample value averaged over the samples. Returns the total and the unweighted terms.
+    """
+    weights = weights or HoNetLossWeights()
+    terms = {
+        "joints": (joints - joints_true).square().sum(-1).mean(1).mean(),
+        "obj_verts": masked_sample_mean((obj_verts - obj_verts_true).square().sum(-1), obj_mask),
+        "shape": shape.square().sum(-1).mean(),
+        "pose": pca.square().sum(-1).mean(),
+    }
+    total = sum(getattr(weights, k) * v for k, v in terms.items())
     return total, terms

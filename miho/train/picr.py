@@ -332,16 +332,13 @@ def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, devic
     history and the figures of the exported (fp16) weights with the heuristic's beside them on
     ``val``, ``test-seen`` and ``test``; the VC threshold with the best F1 on ``val`` is stored as
     ``threshold``; ``note``: what else a reader should know (how the run went). Returns the card."""
-    import json
     from pathlib import Path
 
-    from miho import files
     from miho.nets.picr import PiCRConfig, load_picr
-    from miho.train.checkpoints import export_weights, load_checkpoint
+    from miho.train.checkpoints import export_weights, load_checkpoint, run_card, write_card
 
     state = load_checkpoint(Path(run_dir) / checkpoint)
-    meta = state["meta"]
-    config = meta["task"]["config"]
+    config = state["meta"]["task"]["config"]
     model = PiCR(PiCRConfig.from_dict(config))
     model.load_state_dict(state["model"])
     out = Path(out)
@@ -350,14 +347,9 @@ def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, devic
         "model": "PiCR (Yang et al., ICCV 2021, §5.2), stage 1" if not config.get("hand_aware") else
                  "hand-aware PiCR (PiCR of Yang et al., ICCV 2021, §5.2, also reading the coarse hand; beyond the "
                  "paper), stage 1",
-        "variant": PiCRConfig.from_dict(config).variant, "config": config, "weights": out.name,
-        "data": meta["task"]["data"], "val_data": meta["task"]["val_data"], "task": meta["task"],
-        "settings": meta["settings"], "epochs": state["epoch"], "steps": state["step"],
-        "wall_s": round(state["wall_s"], 1), "machine": meta["machine"], "commit": meta["commit"],
-        "version": meta["version"], "checkpoint": checkpoint, "history": state["history"], "note": note,
+        "variant": PiCRConfig.from_dict(config).variant, **run_card(state, out, checkpoint, note),
     }  # fmt: skip
-    with files.atomic_write(out.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps(card, indent=1))
+    write_card(out, card)
     exported = load_picr(path=out)
     figures = evaluate_picr(exported, views=views, device=device, progress=progress)
     card["figures"] = figures
@@ -365,8 +357,7 @@ def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, devic
     card["check"] = check_figures(exported)
     card["check_subset"] = CHECK_SUBSET
     card["threshold"] = figures["val"]["picr"]["best_threshold"]
-    with files.atomic_write(out.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps(card, indent=1))
+    write_card(out, card)
     return card
 
 

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from miho import __version__
 from miho.train.checkpoints import git_commit, load_checkpoint, save_checkpoint
 
-__all__ = ["Task", "TrainSettings", "distributed_context", "train"]
+__all__ = ["Task", "TrainSettings", "distributed_context", "read_log", "train"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,13 @@ class _Log:
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
                     self.tb.add_scalar(f"{prefix}/{k}", v, record["step"])
             self.tb.flush()
+
+
+def read_log(run_dir: str | Path, kind: str | None = None) -> list[dict]:
+    """The records of a run's ``log.jsonl``, oldest first; ``kind``: only "step" or "epoch" records."""
+    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if kind is None or r.get("kind") == kind]
 
 
 def train(task: Task, settings: TrainSettings, run_dir: str | Path, resume: bool = False, device: str = "cpu",
