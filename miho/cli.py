@@ -11,6 +11,8 @@ miho train picr [--config small] [--variant paper|hand_aware] [--epochs 10] [--r
                                                       train PiCR (torchrun for several processes)
 miho export picr [--run-dir runs/picr-small]          commit-ready weights and model card with figures
 miho train honet [--config small] [--epochs 10] ...   train HoNet (image -> coarse hand and object)
+miho reconstruct --image IMG --K fx,fy,cx,cy --object MESH --out DIR
+                                                      MIHO on one image: meshes (OBJ) and an HTML page
 miho export honet [--run-dir runs/honet-small]        its weights and model card (MPJPE / MPVPE)
 """
 
@@ -209,11 +211,13 @@ def _train(args) -> None:
                              steps_per_epoch=args.steps_per_epoch, amp=args.amp, compile=args.compile)  # fmt: skip
     if args.what == "honet":
         from miho.train.honet import train_honet
+        from miho.train.losses import HoNetLossWeights
 
+        w = args.param_weight
         train_honet(args.config, settings, args.run_dir or f"runs/honet-{args.config}", resume=args.resume,
                     views=args.views, val_views=args.val_views, train_grasps=args.train_grasps,
                     val_grasps=args.val_grasps, augment_images=not args.no_augment, device=args.device,
-                    workers=args.workers)  # fmt: skip
+                    workers=args.workers, weights=HoNetLossWeights(rot=w, pca_fit=w, shape_fit=w))  # fmt: skip
         return
     run_dir = args.run_dir or f"runs/picr-{args.config}" + ("-hand-aware" if args.variant == "hand_aware" else "")
     train_picr(args.config, settings, run_dir, resume=args.resume,
@@ -256,6 +260,57 @@ def _export(args) -> None:
                   f"{f['precision']:.3f}/{f['recall']:.3f}/{f['f1']:.3f}"
                   f"  best F1 {f['best_f1']:.3f} at {f['best_threshold']}  CR {f['cr_accuracy']:.3f}"
                   f"  AE MAE {f['ae_mae']:.3f}")  # fmt: skip
+
+
+def _reconstruct(args) -> None:
+    import json
+
+    from miho.hand import load_hand
+    from miho.mesh import Meshes, save_obj
+    from miho.nets.honet import load_honet
+    from miho.nets.picr import load_picr, picr_card
+    from miho.pipeline import load_image, load_mesh, reconstruct, user_object
+    from miho.viz.pipeline_figures import reconstruction_figure
+
+    torch.set_num_threads(args.threads)
+    try:
+        K = [float(x) for x in args.K.split(",")]
+    except ValueError:
+        K = []
+    if len(K) != 4:
+        raise SystemExit(f"--K must be fx,fy,cx,cy in pixels, got {args.K!r}")
+    fx, fy, cx, cy = K
+    image, Kc = load_image(args.image, torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]))
+    verts, faces = user_object(*load_mesh(args.object, args.object_scale), name=str(args.object))
+    objects = Meshes.from_list([(verts, faces)])
+    honet = load_honet(path=args.honet) if args.honet else load_honet()
+    picr = load_picr(path=args.picr) if args.picr else load_picr(variant=args.variant)
+    hand = load_hand()
+    t_vc = args.t_vc
+    if t_vc is None and args.picr:
+        t_vc = picr_card(path=args.picr).get("threshold")
+        if t_vc is None:
+            raise SystemExit(f"{args.picr}'s card has no VC threshold: give --t-vc")
+    r = reconstruct(image, Kc, objects, mode=args.mode, honet=honet, picr=picr, hand=hand, t_vc=t_vc,
+                    iterations=args.iterations, progress=True)  # fmt: skip
+    out = Path(args.out)
+    n = verts.shape[0]
+    save_obj(out / "hand_coarse.obj", r.coarse["hand_verts"][0], hand.faces)
+    save_obj(out / "object_coarse.obj", r.objects.verts[0, :n], faces)
+    save_obj(out / "hand.obj", r.refined.hand_verts[0], hand.faces)
+    save_obj(out / "object.obj", r.refined.obj_verts[0, :n], faces)
+    summary = {
+        "image": str(args.image), "K_crop": Kc.tolist(), "mode": args.mode, "iterations": args.iterations,
+        "skipped": bool(r.refined.skipped[0]), "hand_pose": r.refined.pose[0].tolist(),
+        "hand_shape": r.refined.shape[0].tolist(), "hand_trans": r.refined.trans[0].tolist(),
+        "coarse_obj_rot": r.coarse["obj_rot"][0].tolist(), "coarse_obj_trans": r.coarse["obj_trans"][0].tolist(),
+        "t_vc": t_vc, "units": "metres",
+    }  # fmt: skip
+    (out / "reconstruction.json").write_text(json.dumps(summary, indent=1))
+    fig = reconstruction_figure(image[0], hand.faces, r, title=f"MIHO on {Path(args.image).name}")
+    fig.write_html(out / "reconstruction.html", include_plotlyjs=True, full_html=True)
+    note = " (GeO skipped it: too little predicted contact)" if summary["skipped"] else ""
+    print(f"wrote {out}/hand.obj, object.obj, their coarse versions, reconstruction.json and reconstruction.html{note}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -340,6 +395,12 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--val-grasps", type=int, default=None)
     tr.add_argument("--max-points", type=int, default=800, help="object vertices a sample a step")
     tr.add_argument("--no-augment", action="store_true")
+    tr.add_argument(
+        "--param-weight",
+        type=float,
+        default=0.0,
+        help="honet: weight of the hand-parameter terms (rotation, PCA pose, shape; official: 0)",
+    )
     tr.add_argument("--amp", action="store_true", help="bf16 autocast (GPUs)")
     tr.add_argument("--compile", action="store_true", help="torch.compile (GPUs)")
     tr.add_argument("--device", default="cpu")
@@ -355,6 +416,20 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--threads", type=int, default=2)
     ex.add_argument("--note", default="", help="a remark stored in the card (how the run went)")
     ex.set_defaults(run=_export)
+    rc = sub.add_parser("reconstruct", help="MIHO on one image: HoNet, PiCR, GeO; meshes and an HTML page")
+    rc.add_argument("--image", required=True, help="RGB image (its central square is used)")
+    rc.add_argument("--K", required=True, help="intrinsics of the image, pixels: fx,fy,cx,cy")
+    rc.add_argument("--object", required=True, help="the object's closed mesh (OBJ; PLY, STL... with trimesh)")
+    rc.add_argument("--object-scale", type=float, default=1.0, help="mesh units to metres (0.001 for mm)")
+    rc.add_argument("--out", required=True, help="output folder")
+    rc.add_argument("--mode", default="hand-object", choices=["hand", "hand-object"])
+    rc.add_argument("--iterations", type=int, default=400, help="GeO iterations")
+    rc.add_argument("--variant", default="paper", choices=["paper", "hand_aware"], help="the committed PiCR to use")
+    rc.add_argument("--honet", default=None, help="HoNet weights (default: the committed model)")
+    rc.add_argument("--picr", default=None, help="PiCR weights (default: the committed model of --variant)")
+    rc.add_argument("--t-vc", type=float, default=None, help="GeO's VC threshold (default: the PiCR card's)")
+    rc.add_argument("--threads", type=int, default=2)
+    rc.set_defaults(run=_reconstruct)
     args = ap.parse_args(argv)
     try:
         args.run(args)

@@ -240,6 +240,16 @@ def weld(verts: torch.Tensor, faces: torch.Tensor, tol: float = 0.0) -> tuple[to
     return verts[first][used], remap
 
 
+def volume_and_centroid(verts: torch.Tensor, faces: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Signed volume (m^3, positive for outward faces) and solid centroid (3,) of a closed mesh,
+    (V, 3), (F, 3): sums over the tetrahedra each face makes with the origin (in float64)."""
+    tri = verts.double()[faces]
+    v6 = (tri[:, 0] * torch.linalg.cross(tri[:, 1], tri[:, 2])).sum(-1)  # 6 x signed tetra volumes
+    vol = v6.sum() / 6
+    centroid = (v6[:, None] * tri.sum(1)).sum(0) / (24 * vol)
+    return float(vol), centroid.to(verts.dtype)
+
+
 def is_closed(faces: torch.Tensor) -> bool:
     """True when every directed edge (a, b) of the faces has exactly one opposite edge (b, a)
     and none is repeated: a closed, consistently oriented (watertight) surface."""
@@ -376,6 +386,20 @@ def load_obj(path, scale: float = 1.0, dtype=torch.float32) -> tuple[torch.Tenso
     if not verts or not faces:
         raise ValueError(f"{path}: no vertices or faces found")
     return scale * torch.tensor(verts, dtype=dtype), torch.tensor(faces, dtype=torch.long)
+
+
+def save_obj(path, verts: torch.Tensor, faces: torch.Tensor) -> None:
+    """Write (V, 3) vertices (metres, as they are) and (F, 3) triangles as a Wavefront OBJ,
+    atomically (the reverse of :func:`load_obj`)."""
+    from miho import files
+
+    check_tensor("verts", verts, (None, 3))
+    check_faces("faces", faces, verts.shape[0])
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts.detach().cpu().double().tolist()]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces.detach().cpu().tolist()]
+    with files.atomic_write(path, suffix=".obj") as tmp:
+        with open(tmp, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
 
 
 def subdivide(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

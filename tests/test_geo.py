@@ -223,6 +223,20 @@ def test_repulsion_sums_every_pair_in_range_or_the_nearest(hand):
     assert (d[b, o - b * objs.verts.shape[1], h - b * verts.shape[1]] < 0.03).all()
 
 
+def test_repulsion_pairs_are_never_missed_between_refreshes(hand):
+    """The default search (24 mm, redone when the vertices drift by more than the 4 mm margin)
+    gives the run that searches every pair within 30 mm at every iteration (the exhaustive
+    reference), with a fast learning rate that moves the hand by millimetres an iteration."""
+    pose, trans, objs, field = _scene(hand, 2, sizes=[0, 1])
+    kw = dict(trans=trans, iterations=25, mode="hand-object", lr=0.05)
+    reference = geo.optimize(hand, pose, objs, field, rpl_refresh=1, rpl_search=0.03, **kw)
+    default = geo.optimize(hand, pose, objs, field, **kw)
+    moved = (default.hand_verts - hand(pose, trans=trans).vertices).norm(dim=-1).amax(1)
+    assert float(moved.min()) > 0.004  # more than the margin: the drift check had to search again
+    assert torch.allclose(default.hand_verts, reference.hand_verts, atol=1e-9)
+    assert torch.allclose(default.history["repulsion"], reference.history["repulsion"], rtol=1e-9)
+
+
 def test_refinement_stats_count_samples():
     from miho import experiments
     from miho.metrics import MetricTable

@@ -89,6 +89,17 @@ def test_loss_equals_hand_computed_values_and_ignores_padding():
     verts_true[0, 2] = 5.0  # a padded vertex far away changes nothing
     again, _ = honet_loss(joints, joints_true, verts, verts_true, mask, shape, pca)
     assert float(again) == pytest.approx(float(total))
+    # the parameter terms: identity against a quarter turn about z, ||I - Rz||_F^2 = 4 (sample 0), 0 (sample 1)
+    quarter = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, math.pi / 2], [0.0, 0.0, 0.0]]))
+    truth = {"rot": (torch.eye(3).expand(2, 3, 3), quarter), "pca": torch.tensor([[1.0], [1.0]]),
+             "shape": torch.tensor([[1.0, 0.0], [0.0, 1.0]])}  # fmt: skip
+    params = HoNetLossWeights(rot=1.0, pca_fit=1.0, shape_fit=1.0)
+    with_params, terms = honet_loss(joints, joints_true, verts, verts_true, mask, shape, pca, params, truth)
+    assert float(terms["rot"]) == pytest.approx(2.0, abs=1e-6)  # (4 + 0) / 2
+    assert float(terms["pca_fit"]) == pytest.approx(2.0) and float(terms["shape_fit"]) == pytest.approx(2.5)
+    assert float(with_params) == pytest.approx(float(total) + 2.0 + 2.0 + 2.5, abs=1e-6)
+    with pytest.raises(ValueError, match="truth"):
+        honet_loss(joints, joints_true, verts, verts_true, mask, shape, pca, params)
 
 
 def test_predicted_hand_has_its_wrist_at_the_root_and_params_agree(hand):
@@ -97,6 +108,7 @@ def test_predicted_hand_has_its_wrist_at_the_root_and_params_agree(hand):
     out = net(torch.rand(3, 3, 64, 64), _camera(64, 3))
     posed = net.hand(hand, out)
     assert torch.allclose(posed.joints[:, 0], out.hand_root, atol=1e-6)
+    assert float(out.hand_shape.abs().max()) < net.config.shape_bound  # Anny's coefficients live in [-1, 1]
     again = hand(*net.hand_params(hand, out))
     assert torch.allclose(again.vertices, posed.vertices, atol=1e-5)
     assert torch.allclose(net.pose_pca.encode(net.hand_params(hand, out)[0][:, 1:]), out.hand_pca, atol=1e-4)
@@ -132,6 +144,8 @@ def test_bad_input_is_refused(hand, tmp_path):
         HoNetConfig.from_dict({"name": "x", "depth": 3})
     with pytest.raises(ValueError, match="divisible by 32"):
         HoNetConfig(image_size=100)
+    with pytest.raises(ValueError, match="shape_bound"):
+        HoNetConfig(shape_bound=0.0)
     with pytest.raises(ValueError, match="no HoNet weights"):
         load_honet(path=tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="config must be one of"):

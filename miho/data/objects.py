@@ -29,7 +29,17 @@ from dataclasses import dataclass
 
 import torch
 
-from miho.mesh import box, icosphere, is_closed, load_obj, remesh_watertight, subdivide, vertex_normals, weld
+from miho.mesh import (
+    box,
+    icosphere,
+    is_closed,
+    load_obj,
+    remesh_watertight,
+    subdivide,
+    vertex_normals,
+    volume_and_centroid,
+    weld,
+)
 
 SIZE_MIN, SIZE_MAX = 0.05, 0.20  # longest bounding-box side, metres
 
@@ -61,14 +71,6 @@ class ObjectMesh:
                          vhacd_cache_dir() if cache_dir is None else cache_dir)  # fmt: skip
 
 
-def _volume_and_centroid(verts: torch.Tensor, faces: torch.Tensor):
-    tri = verts.double()[faces]
-    v6 = (tri[:, 0] * torch.linalg.cross(tri[:, 1], tri[:, 2])).sum(-1)  # 6 x signed tetra volumes
-    vol = v6.sum() / 6
-    centroid = (v6[:, None] * tri.sum(1)).sum(0) / (24 * vol)
-    return float(vol), centroid.to(verts.dtype)
-
-
 def prepare(
     name: str,
     verts: torch.Tensor,
@@ -90,7 +92,7 @@ def prepare(
     if size <= 0:
         raise ValueError(f"object {name!r} ({source}) is degenerate")
     verts = verts * (min(max(size, size_min), size_max) / size)
-    vol, centroid = _volume_and_centroid(verts, faces)
+    vol, centroid = volume_and_centroid(verts, faces)
     if abs(vol) < 1e-9:
         raise ValueError(f"object {name!r} ({source}) has no volume")
     if vol < 0:
@@ -228,7 +230,7 @@ def make_watertight(name: str, verts: torch.Tensor, faces: torch.Tensor, max_vol
     if is_closed(f):
         return v, f, False
     rv, rf = remesh_watertight(v, f)
-    before, after = abs(_volume_and_centroid(v, f)[0]), abs(_volume_and_centroid(rv, rf)[0])
+    before, after = abs(volume_and_centroid(v, f)[0]), abs(volume_and_centroid(rv, rf)[0])
     if before <= 0 or abs(after / before - 1) > max_volume_change:
         raise ValueError(f"object {name!r} is not a closed (watertight) mesh and remeshing it changes its volume "
                          f"from {before * 1e6:.1f} to {after * 1e6:.1f} cm^3 (thin parts lost)")  # fmt: skip

@@ -19,6 +19,12 @@ z P^-1 (u, v, 1). An image zoomed by k (its P's f times k) shows the hand k time
 same depth, so s is read from the image and z follows from the camera. ``scale_ref`` makes t = 0
 a hand 0.7 m from a camera with f = 2.5 S (SynthHO's median).
 
+The shape is bounded: ``shape_bound`` tanh(x), the Anny hand's coefficients living in [-1, 1].
+Unbounded, a network trained from scratch shrinks the hand towards a point (coefficients near -5,
+hands 3 cm long): while it cannot yet tell the wrist's rotation, a small hand at the right place
+is the least-squares answer for the joints, and the official shape regulariser (5e-7) is far too
+weak to stop it. ``shape_bound=None`` leaves the shape free (MANO's coefficients are unbounded).
+
 Conventions as :mod:`miho.nets.picr`: images (B, 3, S, S) in [0, 1]; ``P`` (B, 3, 3) projects
 camera-frame points to pixels (pixel centres at integer + 0.5; an augmented image's P = A K).
 """
@@ -58,6 +64,7 @@ class HoNetConfig(NetConfig):
     hidden: tuple[int, ...] = (256,)  #: hidden widths of each head
     pca: int = 15  #: PCA pose components (the paper: 15)
     num_shape: int = 5  #: hand shape coefficients (the default Anny hand: 5; MANO: 10)
+    shape_bound: float | None = 1.0  #: shape = shape_bound tanh(x); None: unbounded
     scale_ref: float = 2.5 / 0.7  #: pixels a metre / S at t = 0 (f = 2.5 S, 0.7 m)
     groups: int = 8  #: GroupNorm groups
 
@@ -68,6 +75,8 @@ class HoNetConfig(NetConfig):
             raise ValueError(f"pca must be in [1, {_FINGERS}], got {self.pca}")
         if self.scale_ref <= 0:
             raise ValueError(f"scale_ref must be > 0, got {self.scale_ref}")
+        if self.shape_bound is not None and self.shape_bound <= 0:
+            raise ValueError(f"shape_bound must be > 0 or None, got {self.shape_bound}")
 
 
 CONFIGS = {
@@ -149,6 +158,10 @@ class HoNet(nn.Module):
         pix = torch.cat((uv, torch.ones_like(uv[:, :1])), 1)
         return z[:, None] * torch.linalg.solve(P, pix[..., None])[..., 0]
 
+    def _shape(self, raw: torch.Tensor) -> torch.Tensor:
+        bound = self.config.shape_bound
+        return raw if bound is None else bound * torch.tanh(raw)
+
     def forward(self, image: torch.Tensor, P: torch.Tensor) -> HoNetOutput:
         """image (B, 3, S, S) in [0, 1]; P (B, 3, 3) projection to pixels -> :class:`HoNetOutput`."""
         S = self.config.image_size
@@ -158,8 +171,9 @@ class HoNet(nn.Module):
         h, o = self.hand_head(f), self.obj_head(f)
         k, n = self.config.pca, self.config.num_shape
         return HoNetOutput(
-            hand_rot=rotation_6d_to_matrix(h[:, :6]), hand_pca=h[:, 6 : 6 + k], hand_shape=h[:, 6 + k : 6 + k + n],
-            hand_root=self._position(h[:, 6 + k + n :], P), obj_rot=rotation_6d_to_matrix(o[:, :6]),
+            hand_rot=rotation_6d_to_matrix(h[:, :6]), hand_pca=h[:, 6 : 6 + k],
+            hand_shape=self._shape(h[:, 6 + k : 6 + k + n]), hand_root=self._position(h[:, 6 + k + n :], P),
+            obj_rot=rotation_6d_to_matrix(o[:, :6]),
             obj_trans=self._position(o[:, 6:], P),
         )  # fmt: skip
 

@@ -117,17 +117,25 @@ def picr_loss(output, vc: torch.Tensor, cr: torch.Tensor, ae: torch.Tensor,
 
 @dataclass(frozen=True)
 class HoNetLossWeights:
-    """Weights of HoNet's terms (official: joints 0.5, object vertices 0.5, shape 5e-7, pose 5e-6)."""
+    """Weights of HoNet's terms. The official ones: joints 0.5, object vertices 0.5, shape 5e-7,
+    pose 5e-6 (regularisers). The parameter terms are off by default (the paper has none):
+    ``rot`` (the wrist rotation), ``pca_fit`` (the PCA pose coefficients) and ``shape_fit``
+    (the shape) pull the hand's parameters towards the true ones, which a network trained from
+    scratch needs to learn the wrist's rotation (see :mod:`miho.train.honet`)."""
 
     joints: float = 0.5
     obj_verts: float = 0.5
     shape: float = 5e-7
     pose: float = 5e-6
+    rot: float = 0.0
+    pca_fit: float = 0.0
+    shape_fit: float = 0.0
 
 
 def honet_loss(joints: torch.Tensor, joints_true: torch.Tensor, obj_verts: torch.Tensor, obj_verts_true: torch.Tensor,
                obj_mask: torch.Tensor, shape: torch.Tensor, pca: torch.Tensor,
-               weights: HoNetLossWeights | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+               weights: HoNetLossWeights | None = None, truth: dict | None = None,
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
     """HoNet's loss: the weighted sum of
 
     * ``joints``: the mean over joints of the squared distance (m^2) between predicted and true
@@ -135,6 +143,10 @@ def honet_loss(joints: torch.Tensor, joints_true: torch.Tensor, obj_verts: torch
     * ``obj_verts``: the same over the object's real vertices, (B, N, 3) each, ``obj_mask`` (B, N);
     * ``shape``: the squared norm of the (B, S) shape coefficients;
     * ``pose``: the squared norm of the (B, K) PCA pose coefficients;
+    * with non-zero weights, the parameter terms against ``truth`` ({"rot": ((B, 3, 3) predicted,
+      (B, 3, 3) true wrist rotations), "pca": (B, K) true coefficients, "shape": (B, S) true
+      shape}): ``rot`` the squared Frobenius distance of the rotations (0 to 8), ``pca_fit`` and
+      ``shape_fit`` the squared distances of the coefficients;
 
     each a per-sample value averaged over the samples. Returns the total and the unweighted terms.
     """
@@ -145,5 +157,12 @@ def honet_loss(joints: torch.Tensor, joints_true: torch.Tensor, obj_verts: torch
         "shape": shape.square().sum(-1).mean(),
         "pose": pca.square().sum(-1).mean(),
     }
+    if weights.rot or weights.pca_fit or weights.shape_fit:
+        if truth is None:
+            raise ValueError("the parameter terms (rot, pca_fit, shape_fit) need truth={'rot', 'pca', 'shape'}")
+        rot, rot_true = truth["rot"]
+        terms["rot"] = (rot - rot_true).square().sum((-1, -2)).mean()
+        terms["pca_fit"] = (pca - truth["pca"]).square().sum(-1).mean()
+        terms["shape_fit"] = (shape - truth["shape"]).square().sum(-1).mean()
     total = sum(getattr(weights, k) * v for k, v in terms.items())
     return total, terms
