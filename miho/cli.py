@@ -11,6 +11,7 @@ miho train picr [--config small] [--variant paper|hand_aware] [--epochs 10] [--r
                                                       train PiCR (torchrun for several processes)
 miho export picr [--run-dir runs/picr-small]          commit-ready weights and model card with figures
 miho train honet [--config small] [--epochs 10] ...   train HoNet (image -> coarse hand and object)
+miho evaluate [--split test-seen] [--settings ...]    a split through MIHO with the metrics (Table 1)
 miho reconstruct --image IMG --K fx,fy,cx,cy --object MESH --out DIR
                                                       MIHO on one image: meshes (OBJ) and an HTML page
 miho export honet [--run-dir runs/honet-small]        its weights and model card (MPJPE / MPVPE)
@@ -19,6 +20,7 @@ miho export honet [--run-dir runs/honet-small]        its weights and model card
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -313,6 +315,29 @@ def _reconstruct(args) -> None:
     print(f"wrote {out}/hand.obj, object.obj, their coarse versions, reconstruction.json and reconstruction.html{note}")
 
 
+def _evaluate(args) -> None:
+    from miho.evaluation import evaluate_split, summarise
+    from miho.nets.honet import load_honet
+    from miho.nets.picr import load_picr, picr_card
+    from miho.tables import markdown_table
+
+    torch.set_num_threads(args.threads)
+    honet = load_honet(path=args.honet) if args.honet else None
+    picr = load_picr(path=args.picr) if args.picr else load_picr(variant=args.variant)
+    t_vc = args.t_vc
+    if t_vc is None:
+        t_vc = (picr_card(path=args.picr) if args.picr else picr_card(variant=args.variant)).get("threshold")
+        if t_vc is None:
+            raise SystemExit(f"{args.picr}'s card has no VC threshold: give --t-vc")
+    out = args.out or f"runs/evaluate-{args.split}"
+    rows = evaluate_split(args.split, out, settings=args.settings.split(","), views=args.views, grasps=args.grasps,
+                          batch_size=args.batch_size, iterations=args.iterations, resolution=args.resolution,
+                          simulate=args.simulate, t_vc=t_vc, honet=honet, picr=picr, device=args.device)  # fmt: skip
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(markdown_table(*summarise(rows, args.settings.split(","))))
+        print(f"per-sample rows and the summary (Markdown, CSV) in {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="miho", description="MIHO: hand-object contact (CPF), batched in PyTorch")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -416,6 +441,27 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--threads", type=int, default=2)
     ex.add_argument("--note", default="", help="a remark stored in the card (how the run went)")
     ex.set_defaults(run=_export)
+    ev = sub.add_parser("evaluate", help="a SynthHO split through MIHO with the metrics (torchrun: sharded)")
+    ev.add_argument("--split", default="test-seen", choices=["val", "test-seen", "test"])
+    ev.add_argument(
+        "--settings",
+        default="honet,miho-hand,miho-hand-object,truth",
+        help="comma-separated: honet, miho-hand, miho-hand-object, truth",
+    )
+    ev.add_argument("--out", default=None, help="results folder (default runs/evaluate-<split>); resumes there")
+    ev.add_argument("--views", type=int, default=1)
+    ev.add_argument("--grasps", type=int, default=None, help="only the split's first grasps (small runs)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--iterations", type=int, default=400, help="GeO iterations")
+    ev.add_argument("--resolution", type=int, default=80, help="SIV voxels per axis")
+    ev.add_argument("--simulate", action="store_true", help="add simulation displacement (pybullet)")
+    ev.add_argument("--variant", default="paper", choices=["paper", "hand_aware"], help="the committed PiCR to use")
+    ev.add_argument("--honet", default=None, help="HoNet weights (default: the committed model)")
+    ev.add_argument("--picr", default=None, help="PiCR weights (default: the committed model of --variant)")
+    ev.add_argument("--t-vc", type=float, default=None, help="GeO's VC threshold (default: the PiCR card's)")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--threads", type=int, default=2)
+    ev.set_defaults(run=_evaluate)
     rc = sub.add_parser("reconstruct", help="MIHO on one image: HoNet, PiCR, GeO; meshes and an HTML page")
     rc.add_argument("--image", required=True, help="RGB image (its central square is used)")
     rc.add_argument("--K", required=True, help="intrinsics of the image, pixels: fx,fy,cx,cy")

@@ -27,8 +27,8 @@ from miho.nets.hand_features import CoarseHand
 from miho.nets.honet import HoNet, load_honet
 from miho.nets.picr import PiCR, load_picr, picr_card, resize_projection
 
-__all__ = ["MODES", "Reconstruction", "check_intrinsics", "load_image", "load_mesh", "reconstruct", "resize_images",
-           "user_object"]  # fmt: skip
+__all__ = ["MODES", "Reconstruction", "check_intrinsics", "estimate", "load_image", "load_mesh", "reconstruct",
+           "refine", "resize_images", "user_object"]  # fmt: skip
 
 #: GeO's modes as Table 1 names them: "hand" (MIHO hand-alone: the object stays where HoNet put
 #: it) and "hand-object" (both move)
@@ -156,7 +156,62 @@ def _posed(objects: Meshes, rot: torch.Tensor, trans: torch.Tensor) -> tuple[Mes
     return posed, vertex_normals(verts, objects.faces, objects.face_mask)
 
 
+def _check_inputs(images: torch.Tensor, K: torch.Tensor, objects: Meshes) -> torch.Tensor:
+    check_tensor("images", images, (None, 3, None, None))
+    B, device = images.shape[0], images.device
+    if B == 0:
+        raise ValueError("images is an empty batch")
+    if images.shape[2] != images.shape[3]:
+        raise ValueError(f"images must be square (crop them about the hand and object), got {tuple(images.shape)}")
+    if float(images.min()) < 0 or float(images.max()) > 1:
+        raise ValueError("images must hold values in [0, 1]")
+    K = check_intrinsics(K.to(device, torch.float32), B)
+    if not isinstance(objects, Meshes) or objects.batch != B:
+        got = objects.batch if isinstance(objects, Meshes) else type(objects).__name__
+        raise ValueError(f"objects must be a miho.mesh.Meshes with one mesh an image ({B}), got {got}")
+    if objects.verts.device != device:
+        raise ValueError(f"objects are on {objects.verts.device}, images on {device}")
+    return K
+
+
 @torch.no_grad()
+def estimate(images: torch.Tensor, K: torch.Tensor, objects: Meshes, honet: HoNet | None = None,
+             picr: PiCR | None = None, hand: HandModel | None = None) -> tuple[dict, Meshes, CPF]:  # fmt: skip
+    """The first two stages, HoNet and PiCR (arguments as :func:`reconstruct`): the coarse
+    estimate (``Reconstruction.coarse``), the objects at HoNet's pose and PiCR's field on them."""
+    K = _check_inputs(images, K, objects)
+    device = images.device
+    honet = honet if honet is not None else load_honet(device=device)
+    picr = picr if picr is not None else load_picr(device=device)
+    hand = hand if hand is not None else load_hand(device=device)
+    img, P = resize_images(images, K, honet.config.image_size)
+    out = honet.eval()(img, P)
+    pose, shape, trans = honet.hand_params(hand, out)
+    canonical = Meshes(objects.verts.float(), objects.faces, objects.vert_mask, objects.face_mask)
+    posed, normals = _posed(canonical, out.obj_rot, out.obj_trans)
+    feats = None
+    if picr.config.hand_aware:
+        feats = CoarseHand(hand).features(pose, shape, trans, posed.verts, normals, posed.vert_mask)
+    img, P = resize_images(images, K, picr.config.image_size)
+    field = picr.predict(img, posed.verts, P, posed.vert_mask, feats)
+    coarse = dict(hand_pose=pose, hand_shape=shape, hand_trans=trans, obj_rot=out.obj_rot, obj_trans=out.obj_trans,
+                  hand_verts=hand(pose, shape, trans).vertices, obj_verts=posed.verts)  # fmt: skip
+    return coarse, posed, field
+
+
+def refine(coarse: dict, objects: Meshes, field: CPF, mode: str = "hand-object", hand: HandModel | None = None,
+           t_vc: float = 0.5, iterations: int = 400, progress: bool = False,
+           **geo_options) -> geo.GeOResult:  # fmt: skip
+    """The third stage: GeO in ``mode`` (:data:`MODES`) from :func:`estimate`'s coarse hand, on its
+    objects and field."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    hand = hand if hand is not None else load_hand(device=objects.verts.device)
+    return geo.optimize(hand, coarse["hand_pose"], objects, field, shape=coarse["hand_shape"],
+                        trans=coarse["hand_trans"], mode=mode, iterations=iterations, t_vc=t_vc, progress=progress,
+                        **geo_options)  # fmt: skip
+
+
 def reconstruct(
     images: torch.Tensor,
     K: torch.Tensor,
@@ -170,7 +225,8 @@ def reconstruct(
     progress: bool = False,
     **geo_options,
 ) -> Reconstruction:
-    """MIHO on a batch: HoNet, PiCR, GeO (see the module docstring).
+    """MIHO on a batch: HoNet, PiCR, GeO (see the module docstring; :func:`estimate` and
+    :func:`refine` are its stages).
 
     Args:
         images: (B, 3, H, H) RGB in [0, 1]. K: (B, 3, 3) or (3, 3) intrinsics of the images, pixels.
@@ -190,39 +246,11 @@ def reconstruct(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    check_tensor("images", images, (None, 3, None, None))
-    B, device = images.shape[0], images.device
-    if B == 0:
-        raise ValueError("images is an empty batch")
-    if images.shape[2] != images.shape[3]:
-        raise ValueError(f"images must be square (crop them about the hand and object), got {tuple(images.shape)}")
-    if float(images.min()) < 0 or float(images.max()) > 1:
-        raise ValueError("images must hold values in [0, 1]")
-    K = check_intrinsics(K.to(device, torch.float32), B)
-    if not isinstance(objects, Meshes) or objects.batch != B:
-        got = objects.batch if isinstance(objects, Meshes) else type(objects).__name__
-        raise ValueError(f"objects must be a miho.mesh.Meshes with one mesh an image ({B}), got {got}")
-    if objects.verts.device != device:
-        raise ValueError(f"objects are on {objects.verts.device}, images on {device}")
-    honet = honet if honet is not None else load_honet(device=device)
+    device = images.device
     picr = picr if picr is not None else load_picr(device=device)
     hand = hand if hand is not None else load_hand(device=device)
     if t_vc is None:
         t_vc = float(picr_card(variant=picr.config.variant)["threshold"])
-
-    img, P = resize_images(images, K, honet.config.image_size)
-    out = honet.eval()(img, P)
-    pose, shape, trans = honet.hand_params(hand, out)
-    canonical = Meshes(objects.verts.float(), objects.faces, objects.vert_mask, objects.face_mask)
-    posed, normals = _posed(canonical, out.obj_rot, out.obj_trans)
-    feats = None
-    if picr.config.hand_aware:
-        feats = CoarseHand(hand).features(pose, shape, trans, posed.verts, normals, posed.vert_mask)
-    img, P = resize_images(images, K, picr.config.image_size)
-    field = picr.predict(img, posed.verts, P, posed.vert_mask, feats)
-    coarse = dict(hand_pose=pose, hand_shape=shape, hand_trans=trans, obj_rot=out.obj_rot, obj_trans=out.obj_trans,
-                  hand_verts=hand(pose, shape, trans).vertices, obj_verts=posed.verts)  # fmt: skip
-    with torch.enable_grad():
-        refined = geo.optimize(hand, pose, posed, field, shape=shape, trans=trans, mode=mode, iterations=iterations,
-                               t_vc=t_vc, progress=progress, **geo_options)  # fmt: skip
+    coarse, posed, field = estimate(images, K, objects, honet, picr, hand)
+    refined = refine(coarse, posed, field, mode, hand, t_vc, iterations, progress, **geo_options)
     return Reconstruction(coarse, posed, field, refined)
