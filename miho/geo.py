@@ -44,10 +44,10 @@ displacements since the last search add up to more than the margin ``rpl_search 
 pair within t_rpl now was then within t_rpl + margin, so none is ever missed, and the sum is
 Eq. 3 exactly. (Until 2026-12-07 the search radius was the official code's 30 mm with a refresh
 every 10 iterations and no such check: twice as many pairs, 430 000 a sample on disturbed
-SynthHO grasps against 218 000 within 24 mm and 123 000 that count, and CPF's GeO iteration
-cost about twice as much, for the same result: 80 iterations on 4 such grasps ended on the same
-vertices, bit for bit, in 34 s against 17.5 s. A 21 mm search, with its 1 mm margin, searches
-so often that it is slower again: 54 s.)
+SynthHO grasps against 218 000 within 24 mm and 123 000 that count, for the same result: 80
+iterations on 4 such grasps end on the same vertices, bit for bit, at 80 ms an iteration against
+103 on an otherwise idle 2-core CPU. A 21 mm search, with its 1 mm margin, searches so often that
+it is slower than either.)
 The official code keeps only each object vertex's 50 nearest hand vertices
 (``rpl_neighbours=50``, this package's default before issue 10). Where a hand touches an object,
 120-330 hand vertices lie within 20 mm of an object vertex, so the cap drops most pairs and,

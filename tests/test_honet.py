@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from miho.hand import load_hand
-from miho.nets.honet import HoNet, HoNetConfig, build_honet, load_honet, rotation_6d_to_matrix
+from miho.nets.honet import HoNet, HoNetConfig, build_honet, honet_card, load_honet, rotation_6d_to_matrix
 from miho.rotations import axis_angle_to_matrix
 from miho.train.checkpoints import load_checkpoint
-from miho.train.honet import HoNetTask, honet_figures, predict_honet
+from miho.train.honet import HoNetTask, check_figures, honet_figures, predict_honet
 from miho.train.losses import HoNetLossWeights, honet_loss
 from miho.train.picr_data import build_picr_data
 from miho.train.trainer import TrainSettings, read_log, train
@@ -208,3 +208,15 @@ def test_ddp_two_processes_equal_one_process_with_the_whole_batch(tiny_data, tmp
     assert moved > 1e-4
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_committed_model_reproduces_its_check_figures():
+    """The committed HoNet, re-evaluated on its card's check subset (the first 24 grasps of ``val``,
+    one view each), gives the card's figures to 0.05 mm."""
+    card = honet_card()
+    model = load_honet()
+    assert not model.training and model.config == HoNetConfig.from_dict(card["config"])
+    got = check_figures(model)
+    assert got["samples"] == card["check"]["samples"]
+    for k in ("hand_mpjpe", "hand_mpvpe", "hand_mpjpe_rr", "obj_mpvpe"):
+        assert got[k] == pytest.approx(card["check"][k], abs=0.05), k
