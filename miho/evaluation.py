@@ -61,11 +61,6 @@ def summarise(rows: list[dict], settings=SETTINGS) -> tuple[list[str], list[list
     return header, table
 
 
-def _canonical(b: dict) -> Meshes:
-    verts = (b["obj_verts"] - b["obj_trans"][:, None]) @ b["obj_rot"] * b["obj_mask"][..., None]
-    return Meshes(verts, b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
-
-
 def evaluate_split(split: str = "test-seen", out_dir: str | Path = "runs/evaluate-test-seen", settings=SETTINGS,
                    views: int = 1, grasps: int | None = None, batch_size: int = 32, iterations: int = 400,
                    resolution: int = 80, simulate: bool = False, t_vc: float | None = None, honet=None, picr=None,
@@ -107,7 +102,7 @@ def evaluate_split(split: str = "test-seen", out_dir: str | Path = "runs/evaluat
     bar = tqdm(total=len(todo), desc=f"evaluate {split}", disable=not (progress and ctx.main))
     for chunk in torch.tensor(todo, dtype=torch.long).split(batch_size):
         b = data.batch(chunk, dev)
-        objects = _canonical(b)
+        objects = Meshes(b["obj_canonical"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
         truth_objects = Meshes(b["obj_verts"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
         true_hand = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).vertices
         outputs = {}

@@ -24,8 +24,7 @@ def setup():
     torch.manual_seed(0)
     data = build_picr_data("val", views=1, size=64, grasps=2, workers=0, progress=False)
     b = data.batch(torch.arange(2))
-    canonical = (b["obj_verts"] - b["obj_trans"][:, None]) @ b["obj_rot"]
-    objects = Meshes(canonical * b["obj_mask"][..., None], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
+    objects = Meshes(b["obj_canonical"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
     return dict(b=b, objects=objects, honet=build_honet("tiny").eval(), picr=build_picr("tiny").eval(),
                 aware=build_picr("tiny", "hand_aware").eval(), hand=load_hand())  # fmt: skip
 

@@ -32,7 +32,7 @@ from miho.hand.model import HandModel
 from miho.nets.honet import HoNet
 from miho.rotations import axis_angle_to_matrix
 from miho.train.losses import HoNetLossWeights, honet_loss
-from miho.train.picr_data import AUGMENT_DRAWS, Augment, PiCRData, augment, build_picr_data
+from miho.train.picr_data import AUGMENT_DRAWS, Augment, PiCRData, augment, build_picr_data, check_image_size
 
 __all__ = ["CHECK_SUBSET", "HONET_AUGMENT", "HoNetTask", "check_figures", "evaluate_honet", "export_honet",
            "honet_figures", "predict_honet", "train_honet"]  # fmt: skip
@@ -61,11 +61,7 @@ class HoNetTask:
     def __init__(self, model: HoNet, train_data: PiCRData, val_data: PiCRData | None = None,
                  hand: HandModel | None = None, augment: Augment | None = HONET_AUGMENT,
                  weights: HoNetLossWeights | None = None) -> None:  # fmt: skip
-        size = model.config.image_size
-        for name, d in (("train_data", train_data), ("val_data", val_data)):
-            if d is not None and d.image_size != size:
-                raise ValueError(f"{name} has {d.image_size}-pixel images, the model's configuration "
-                                 f"{model.config.name!r} reads {size}")  # fmt: skip
+        check_image_size(model.config, train_data=train_data, val_data=val_data)
         self.model, self.data, self.val_data = model, train_data, val_data
         self.hand = hand if hand is not None else load_hand()
         self.augment, self.weights = augment, weights or HoNetLossWeights()
@@ -89,12 +85,12 @@ class HoNetTask:
         net = _core(model)
         with torch.no_grad():
             joints_true = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).joints21
-        canonical = (b["obj_verts"] - b["obj_trans"][:, None]) @ b["obj_rot"]
         joints = net.hand(hand, out).joints21
         truth = {"rot": (out.hand_rot, axis_angle_to_matrix(b["hand_pose"][:, 0])),
                  "pca": net.pose_pca.encode(b["hand_pose"][:, 1:]), "shape": b["hand_shape"]}  # fmt: skip
-        total, terms = honet_loss(joints, joints_true, net.object_verts(out, canonical), b["obj_verts"], b["obj_mask"],
-                                  out.hand_shape, out.hand_pca, self.weights, truth)  # fmt: skip
+        obj_verts = net.object_verts(out, b["obj_canonical"])
+        total, terms = honet_loss(joints, joints_true, obj_verts, b["obj_verts"], b["obj_mask"], out.hand_shape,
+                                  out.hand_pca, self.weights, truth)  # fmt: skip
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
     def validate(self, model, device) -> dict:
@@ -146,8 +142,7 @@ def honet_figures(pred: dict, data: PiCRData, hand: HandModel | None = None, idx
         sums["hand_mpjpe"] += float(dj.norm(dim=-1).mean(1).sum())
         sums["hand_mpvpe"] += float((est.vertices - true.vertices).norm(dim=-1).mean(1).sum())
         sums["hand_mpjpe_rr"] += float((dj - dj[:, :1]).norm(dim=-1).mean(1).sum())
-        canonical = (b["obj_verts"] - b["obj_trans"][:, None]) @ b["obj_rot"]
-        est_obj = canonical @ p["obj_rot"].float().transpose(1, 2) + p["obj_trans"].float()[:, None]
+        est_obj = b["obj_canonical"] @ p["obj_rot"].float().transpose(1, 2) + p["obj_trans"].float()[:, None]
         err = (est_obj - b["obj_verts"]).norm(dim=-1) * b["obj_mask"]
         sums["obj_mpvpe"] += float((err.sum(1) / b["obj_mask"].sum(1)).sum())
     n = max(len(idx), 1)

@@ -35,6 +35,7 @@ from miho.train.picr_data import (
     PiCRData,
     augment,
     build_picr_data,
+    check_image_size,
     disturb_hand_params,
     disturb_objects,
     scale_hand_disturbance,
@@ -92,11 +93,7 @@ class PiCRTask:
                  weights: PiCRLossWeights | None = None,
                  object_pose: Callable | None = None, hand_max_scale: float = 4.0,
                  hand_pose: Callable | None = None) -> None:  # fmt: skip
-        size = model.config.image_size
-        for name, d in (("train_data", train_data), ("val_data", val_data)):
-            if d is not None and d.image_size != size:
-                raise ValueError(f"{name} has {d.image_size}-pixel images, the model's configuration "
-                                 f"{model.config.name!r} reads {size}")  # fmt: skip
+        check_image_size(model.config, train_data=train_data, val_data=val_data)
         disturbance, weights = disturbance or Disturbance(), weights or PiCRLossWeights()
         self.model, self.data, self.val_data = model, train_data, val_data
         self.max_points, self.disturbance, self.augment, self.weights = max_points, disturbance, augment, weights

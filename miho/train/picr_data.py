@@ -29,8 +29,8 @@ from miho import files
 from miho.data.synthho import Disturbance, SynthHO, disturb_hands
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["AUGMENT_DRAWS", "Augment", "PiCRData", "augment", "build_picr_data", "disturb_hand_params",
-           "disturb_objects", "library_fingerprint", "scale_hand_disturbance"]  # fmt: skip
+__all__ = ["AUGMENT_DRAWS", "Augment", "PiCRData", "augment", "build_picr_data", "check_image_size",
+           "disturb_hand_params", "disturb_objects", "library_fingerprint", "scale_hand_disturbance"]  # fmt: skip
 
 #: bump when the stored layout changes (invalidates cached files)
 FORMAT = 2
@@ -102,7 +102,8 @@ class PiCRData:
     def batch(self, idx: torch.Tensor, device="cpu", pose: str = "true", rot=None, trans=None) -> dict:
         """Samples ``idx`` ((b,) long) on ``device``: ``image`` (b, 3, H, W) float in [0, 1], ``K``,
         ``obj_verts`` (b, N, 3) and ``obj_normals`` in the camera frame under the ``pose`` "true" or
-        "noisy" (or the given ``rot`` (b, 3, 3), ``trans`` (b, 3)), ``obj_mask`` (b, N),
+        "noisy" (or the given ``rot`` (b, 3, 3), ``trans`` (b, 3)), ``obj_canonical`` (b, N, 3) the
+        same vertices in the object's own frame (0 on padding), ``obj_mask`` (b, N),
         ``obj_faces`` (b, F, 3), ``obj_face_mask``, ``vc``, ``cr``, ``ae`` (b, N), ``obj_rot`` and
         ``obj_trans`` (the pose used), ``obj_rot_noisy`` and ``obj_trans_noisy`` (the fixed coarse
         pose), and the hand's true and coarse parameters; everything float32."""
@@ -119,7 +120,7 @@ class PiCRData:
         canon = self.obj_verts[o, :n].to(device)
         out = dict(
             image=self.images[idx].to(device).float() / 255, K=self.K[idx].to(device),
-            obj_verts=canon @ rot.transpose(1, 2) + trans[:, None],
+            obj_verts=canon @ rot.transpose(1, 2) + trans[:, None], obj_canonical=canon,
             obj_normals=self.obj_normals[o, :n].to(device) @ rot.transpose(1, 2),
             obj_mask=(torch.arange(n) < self.obj_count[o][:, None]).to(device),
             obj_faces=self.obj_faces[o, :nf].to(device),
@@ -148,6 +149,15 @@ class PiCRData:
 _PER_SAMPLE = ("images", "K", "grasp", "obj_rot", "obj_trans", "obj_rot_noisy", "obj_trans_noisy", "hand_pose",
                "hand_shape", "hand_trans", "hand_pose_noisy", "hand_trans_noisy")  # fmt: skip
 _SHARED = ("obj_of_grasp", "vc", "cr", "ae", "obj_verts", "obj_normals", "obj_count", "obj_faces", "face_count")
+
+
+def check_image_size(config, **datasets: "PiCRData | None") -> None:
+    """``ValueError`` unless every given dataset (name=data; None skipped) holds images of the
+    side a network's ``config`` reads (its ``image_size``)."""
+    for name, d in datasets.items():
+        if d is not None and d.image_size != config.image_size:
+            raise ValueError(f"{name} has {d.image_size}-pixel images, the model's configuration "
+                             f"{config.name!r} reads {config.image_size}")  # fmt: skip
 
 
 def _pad(rows: list[torch.Tensor], fill) -> torch.Tensor:
