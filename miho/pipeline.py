@@ -150,12 +150,6 @@ def load_mesh(path, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     return scale * torch.as_tensor(mesh.vertices, dtype=torch.float32), torch.as_tensor(mesh.faces, dtype=torch.long)
 
 
-def _posed(objects: Meshes, rot: torch.Tensor, trans: torch.Tensor) -> tuple[Meshes, torch.Tensor]:
-    verts = (objects.verts @ rot.transpose(1, 2) + trans[:, None]) * objects.vert_mask[..., None]
-    posed = Meshes(verts, objects.faces, objects.vert_mask, objects.face_mask)
-    return posed, vertex_normals(verts, objects.faces, objects.face_mask)
-
-
 def _check_inputs(images: torch.Tensor, K: torch.Tensor, objects: Meshes) -> torch.Tensor:
     check_tensor("images", images, (None, 3, None, None))
     B, device = images.shape[0], images.device
@@ -187,8 +181,9 @@ def estimate(images: torch.Tensor, K: torch.Tensor, objects: Meshes, honet: HoNe
     img, P = resize_images(images, K, honet.config.image_size)
     out = honet.eval()(img, P)
     pose, shape, trans = honet.hand_params(hand, out)
-    canonical = Meshes(objects.verts.float(), objects.faces, objects.vert_mask, objects.face_mask)
-    posed, normals = _posed(canonical, out.obj_rot, out.obj_trans)
+    verts = honet.object_verts(out, objects.verts.float()) * objects.vert_mask[..., None]
+    posed = Meshes(verts, objects.faces, objects.vert_mask, objects.face_mask)
+    normals = vertex_normals(verts, objects.faces, objects.face_mask)
     feats = None
     if picr.config.hand_aware:
         feats = CoarseHand(hand).features(pose, shape, trans, posed.verts, normals, posed.vert_mask)
