@@ -330,6 +330,39 @@ def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int 
                                    resolution=resolution)  # fmt: skip
 
 
+def bench_pipeline(split: str = "test-seen", batches: tuple[int, ...] = (1, 8, 32), iterations: int = 400,
+                   resolution: int = 80, device: str = "cpu", settings=None) -> list[dict]:  # fmt: skip
+    """``miho evaluate``'s cost at each batch size: one batch of ``b`` samples (the first ``b``
+    grasps of ``split``, one view each) through :func:`miho.evaluation.evaluate_split` with
+    ``settings`` (default all) at ``iterations`` GeO iterations, after a warm-up and with the
+    images already cached. Returns a row a batch size: ``batch``, ``samples_per_s`` (the whole
+    evaluation), and per sample the seconds of each stage of :data:`miho.evaluation.STAGES` that
+    ran (HoNet, ObMan*, PiCR, GeO in each mode, the metrics)."""
+    import tempfile
+
+    from miho.evaluation import SETTINGS, evaluate_split
+    from miho.nets.honet import load_honet
+    from miho.nets.picr import load_picr
+    from miho.train.picr_data import build_picr_data
+
+    settings = tuple(settings or SETTINGS)
+    honet, picr = load_honet(device=device), load_picr(device=device)
+    obman = load_honet(device=device, variant="obman") if "obman" in settings else None
+    build_picr_data(split, views=1, size=honet.config.image_size, grasps=max(batches), workers=0, progress=False)
+    nets = dict(honet=honet, picr=picr, obman=obman, device=device, progress=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        evaluate_split(split, f"{tmp}/warm-up", settings, grasps=1, batch_size=1, iterations=2, resolution=16, **nets)
+        for b in batches:
+            timings: dict = {}
+            start = time.perf_counter()
+            evaluate_split(split, f"{tmp}/{b}", settings, grasps=b, batch_size=b, iterations=iterations,
+                           resolution=resolution, timings=timings, **nets)  # fmt: skip
+            wall = time.perf_counter() - start
+            rows.append({"batch": b, "samples_per_s": b / wall, **{k: v / b for k, v in timings.items()}})
+    return rows
+
+
 #: the slice of the hand study that :func:`bench_picr_hand` measures for the tests to re-run
 HAND_STUDY_CHECK = {"splits": ["test-seen"], "scales": [2.0], "views": 1, "grasps": 12}
 

@@ -4,13 +4,16 @@ miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its reg
 miho bench hand|geo|recovery|siv|render|synth|...      time a hot path, run an experiment (--help)
                   ...|ablation|disturbed|picr|picr-geo
 miho bench picr --study hand [--out FILE]             PiCR variants and the heuristic as the coarse hand worsens
+miho bench pipeline [--batches 1,8,32]                  miho evaluate's throughput and each stage's cost a sample
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
 miho synth objects [--random-objects 300]            prepare and list the object library
 miho synth grasps [--candidates 36] [--seed 0] ...   (re)build the grasp library, resumable
 miho train picr [--config small] [--variant paper|hand_aware] [--epochs 10] [--resume] ...
                                                       train PiCR (torchrun for several processes)
+miho train picr --init PICR.pt --honet HONET.pt ...   PiCR stage 2: fine-tuned on HoNet's objects
 miho export picr [--run-dir runs/picr-small]          commit-ready weights and model card with figures
 miho train honet [--config small] [--epochs 10] ...   train HoNet (image -> coarse hand and object)
+miho train honet --init HONET.pt --contact-weight W   ObMan*: HoNet fine-tuned with Hasson et al.'s contact losses
 miho evaluate [--split test-seen] [--settings ...]    a split through MIHO with the metrics (Table 1)
 miho reconstruct --image IMG --K fx,fy,cx,cy --object MESH --out DIR
                                                       MIHO on one image: meshes (OBJ) and an HTML page
@@ -128,6 +131,21 @@ def _bench(args) -> None:
             print(f"PiCR batch assembly (gather, disturbance, augmentation), batch {args.batch}, {where}: "
                   f"{rate:.0f} samples/s")  # fmt: skip
         return
+    if args.what == "pipeline":
+        from miho.bench import bench_pipeline
+        from miho.tables import markdown_table
+
+        batches = tuple(int(b) for b in args.batches.split(","))
+        rows = bench_pipeline(args.split, batches, args.geo_iterations, args.resolution, args.device)
+        names = {"honet": "HoNet (ms)", "obman": "ObMan* (ms)", "picr": "PiCR (ms)", "miho-hand": "GeO hand (s)",
+                 "miho-hand-object": "GeO hand-object (s)", "metrics": "metrics (s)"}  # fmt: skip
+        ms = {"honet", "obman", "picr"}
+        table = [[r["batch"], f"{r['samples_per_s']:.3g}"] + [f"{r[k] * (1000 if k in ms else 1):.3g}"
+                                                              for k in names if k in r] for r in rows]  # fmt: skip
+        print(f"miho evaluate on {args.split} (one view a grasp, the first b grasps), {where}, GeO "
+              f"{args.geo_iterations} iterations, SIV at {args.resolution}^3; stage times per sample")  # fmt: skip
+        print(markdown_table(["batch", "samples/s"] + [v for k, v in names.items() if k in rows[0]], table))
+        return
     if args.what == "picr-geo":
         from miho.bench import bench_picr_geo
 
@@ -215,17 +233,21 @@ def _train(args) -> None:
         from miho.train.honet import train_honet
         from miho.train.losses import HoNetLossWeights
 
-        w = args.param_weight
-        train_honet(args.config, settings, args.run_dir or f"runs/honet-{args.config}", resume=args.resume,
+        w, c = args.param_weight, args.contact_weight
+        weights = HoNetLossWeights(rot=w, pca_fit=w, shape_fit=w, attraction=c, repulsion=c)
+        name = f"obman-{args.config}" if c else f"honet-{args.config}"
+        train_honet(args.config, settings, args.run_dir or f"runs/{name}", resume=args.resume,
                     views=args.views, val_views=args.val_views, train_grasps=args.train_grasps,
                     val_grasps=args.val_grasps, augment_images=not args.no_augment, device=args.device,
-                    workers=args.workers, weights=HoNetLossWeights(rot=w, pca_fit=w, shape_fit=w))  # fmt: skip
+                    workers=args.workers, weights=weights, init=args.init)  # fmt: skip
         return
-    run_dir = args.run_dir or f"runs/picr-{args.config}" + ("-hand-aware" if args.variant == "hand_aware" else "")
+    run_dir = args.run_dir or (f"runs/picr-{args.config}" + ("-hand-aware" if args.variant == "hand_aware" else "")
+                               + ("-stage2" if args.honet else ""))  # fmt: skip
     train_picr(args.config, settings, run_dir, resume=args.resume,
                views=args.views, val_views=args.val_views, train_grasps=args.train_grasps,
                val_grasps=args.val_grasps, max_points=args.max_points, augment_images=not args.no_augment,
-               device=args.device, workers=args.workers, variant=args.variant)  # fmt: skip
+               device=args.device, workers=args.workers, variant=args.variant, init=args.init,
+               honet=args.honet)  # fmt: skip
 
 
 def _export(args) -> None:
@@ -240,9 +262,9 @@ def _export(args) -> None:
 
         run_dir = args.run_dir or "runs/honet-small"
         if args.out is None:
-            args.out = honet.asset_path(
-                load_checkpoint(f"{run_dir}/{args.checkpoint}")["meta"]["task"]["config"]["name"]
-            )
+            task = load_checkpoint(f"{run_dir}/{args.checkpoint}")["meta"]["task"]
+            contact = task["weights"].get("attraction") or task["weights"].get("repulsion")
+            args.out = honet.asset_path(task["config"]["name"], "obman" if contact else "honet")
         card = export_honet(run_dir, args.out, checkpoint=args.checkpoint, views=args.views, note=args.note)
         for split, f in card["figures"].items():
             print(f"{split:9s} hand MPJPE {f['hand_mpjpe']:.1f} mm (root-relative {f['hand_mpjpe_rr']:.1f}), "
@@ -323,6 +345,7 @@ def _evaluate(args) -> None:
 
     torch.set_num_threads(args.threads)
     honet = load_honet(path=args.honet) if args.honet else None
+    obman = load_honet(path=args.obman) if args.obman else None
     picr = load_picr(path=args.picr) if args.picr else load_picr(variant=args.variant)
     t_vc = args.t_vc
     if t_vc is None:
@@ -332,7 +355,8 @@ def _evaluate(args) -> None:
     out = args.out or f"runs/evaluate-{args.split}"
     rows = evaluate_split(args.split, out, settings=args.settings.split(","), views=args.views, grasps=args.grasps,
                           batch_size=args.batch_size, iterations=args.iterations, resolution=args.resolution,
-                          simulate=args.simulate, t_vc=t_vc, honet=honet, picr=picr, device=args.device)  # fmt: skip
+                          simulate=args.simulate, t_vc=t_vc, honet=honet, picr=picr, obman=obman,
+                          device=args.device)  # fmt: skip
     if int(os.environ.get("RANK", "0")) == 0:
         print(markdown_table(*summarise(rows, args.settings.split(","))))
         print(f"per-sample rows and the summary (Markdown, CSV) in {out}")
@@ -348,9 +372,21 @@ def main(argv: list[str] | None = None) -> None:
     bench = sub.add_parser("bench", help="time a hot path")
     bench.add_argument(
         "what",
-        choices=["hand", "geo", "recovery", "siv", "render", "synth", "ablation", "disturbed", "picr", "picr-geo"],
+        choices=[
+            "hand",
+            "geo",
+            "recovery",
+            "siv",
+            "render",
+            "synth",
+            "ablation",
+            "disturbed",
+            "picr",
+            "picr-geo",
+            "pipeline",
+        ],
     )
-    bench.add_argument("--split", default="test-seen", help="picr-geo: the SynthHO split")
+    bench.add_argument("--split", default="test-seen", help="picr-geo, pipeline: the SynthHO split")
     bench.add_argument(
         "--fields", default="heuristic,paper,hand_aware,truth", help="picr-geo: the fields driving GeO, comma separated"
     )
@@ -368,13 +404,13 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     bench.add_argument("--repeats", type=int, default=20)
-    bench.add_argument("--batches", default="1,8,32", help="GeO batch sizes, comma separated")
+    bench.add_argument("--batches", default="1,8,32", help="GeO, pipeline: batch sizes, comma separated")
     bench.add_argument("--iterations", type=int, default=20, help="GeO iterations timed")
     bench.add_argument("--loop", action="store_true", help="also time a sample-at-a-time loop")
     bench.add_argument("--loop-samples", type=int, default=16, help="samples the loop times (scaled to the batch)")
     bench.add_argument("--resolution", type=int, default=80, help="SIV voxels per axis")
     bench.add_argument("--perturbations", type=int, default=8, help="recovery: perturbations per grasp (x4 grasps)")
-    bench.add_argument("--geo-iterations", type=int, default=400, help="GeO iterations (recovery, synth)")
+    bench.add_argument("--geo-iterations", type=int, default=400, help="GeO iterations (recovery, synth, pipeline)")
     bench.add_argument("--workers", type=int, default=2, help="render: DataLoader worker processes")
     bench.set_defaults(run=_bench)
     synth = sub.add_parser("synth", help="build the synthetic dataset: object library, grasp library")
@@ -426,6 +462,18 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="honet: weight of the hand-parameter terms (rotation, PCA pose, shape; official: 0)",
     )
+    tr.add_argument(
+        "--contact-weight",
+        type=float,
+        default=0.0,
+        help="honet: weight of Hasson et al.'s attraction and repulsion (ObMan*; official HoNet: 0)",
+    )
+    tr.add_argument("--init", default=None, help="weights to start from (fine-tuning), e.g. miho/assets/honet_small.pt")
+    tr.add_argument(
+        "--honet",
+        default=None,
+        help="picr stage 2: HoNet weights whose predicted objects (and hand) it trains on, with --init",
+    )
     tr.add_argument("--amp", action="store_true", help="bf16 autocast (GPUs)")
     tr.add_argument("--compile", action="store_true", help="torch.compile (GPUs)")
     tr.add_argument("--device", default="cpu")
@@ -445,8 +493,8 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--split", default="test-seen", choices=["val", "test-seen", "test"])
     ev.add_argument(
         "--settings",
-        default="honet,miho-hand,miho-hand-object,truth",
-        help="comma-separated: honet, miho-hand, miho-hand-object, truth",
+        default="honet,obman,miho-hand,miho-hand-object,truth",
+        help="comma-separated: honet, obman (ObMan*), miho-hand, miho-hand-object, truth",
     )
     ev.add_argument("--out", default=None, help="results folder (default runs/evaluate-<split>); resumes there")
     ev.add_argument("--views", type=int, default=1)
@@ -457,6 +505,7 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--simulate", action="store_true", help="add simulation displacement (pybullet)")
     ev.add_argument("--variant", default="paper", choices=["paper", "hand_aware"], help="the committed PiCR to use")
     ev.add_argument("--honet", default=None, help="HoNet weights (default: the committed model)")
+    ev.add_argument("--obman", default=None, help="ObMan* weights (default: the committed model)")
     ev.add_argument("--picr", default=None, help="PiCR weights (default: the committed model of --variant)")
     ev.add_argument("--t-vc", type=float, default=None, help="GeO's VC threshold (default: the PiCR card's)")
     ev.add_argument("--device", default="cpu")

@@ -4,6 +4,7 @@ For every sample of the split (one view a grasp by default) and every setting of
 :data:`SETTINGS`:
 
 * ``honet``: HoNet's coarse hand and object, as they are;
+* ``obman``: ObMan*'s (HoNet fine-tuned with Hasson et al.'s contact losses), as they are;
 * ``miho-hand``: GeO in hand mode from HoNet's hand, driven by PiCR's field (MIHO hand-alone);
 * ``miho-hand-object``: GeO moving hand and object (MIHO hand-object);
 * ``truth``: the ground-truth grasp (HE = OE = 0; its PD, SIV, DD, SD are the data's own);
@@ -21,9 +22,11 @@ into the summary (``summary.md``, ``summary.csv``: the mean of each metric a set
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -34,10 +37,37 @@ from miho.hand import load_hand
 from miho.mesh import Meshes
 from miho.tables import markdown_table
 
-__all__ = ["SETTINGS", "evaluate_split", "read_rows", "summarise"]
+__all__ = ["SETTINGS", "STAGES", "StageClock", "evaluate_split", "read_rows", "summarise"]
 
-SETTINGS = ("honet", "miho-hand", "miho-hand-object", "truth")
+SETTINGS = ("honet", "obman", "miho-hand", "miho-hand-object", "truth")
 _MODES = {"miho-hand": "hand", "miho-hand-object": "hand-object"}
+
+
+#: the stages :func:`evaluate_split` times: HoNet, ObMan*, PiCR, GeO in each mode, the metrics
+STAGES = ("honet", "obman", "picr", "miho-hand", "miho-hand-object", "metrics")
+
+
+class StageClock:
+    """Sums the wall time of named stages into ``timings`` (a dict, or None: no timing), waiting for
+    the device's queued work at both ends of a stage (CUDA runs asynchronously)."""
+
+    def __init__(self, timings: dict | None, device: torch.device) -> None:
+        self.timings, self.device = timings, torch.device(device)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        if self.timings is None:
+            yield
+            return
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def read_rows(out_dir: str | Path) -> list[dict]:
@@ -64,7 +94,8 @@ def summarise(rows: list[dict], settings=SETTINGS) -> tuple[list[str], list[list
 def evaluate_split(split: str = "test-seen", out_dir: str | Path = "runs/evaluate-test-seen", settings=SETTINGS,
                    views: int = 1, grasps: int | None = None, batch_size: int = 32, iterations: int = 400,
                    resolution: int = 80, simulate: bool = False, t_vc: float | None = None, honet=None, picr=None,
-                   device: str = "cpu", progress: bool = True) -> list[dict]:  # fmt: skip
+                   obman=None, device: str = "cpu", progress: bool = True,
+                   timings: dict | None = None) -> list[dict]:  # fmt: skip
     """Evaluate ``settings`` on ``split`` (see the module docstring); returns every row gathered (on
     rank 0; a process's own rows elsewhere).
 
@@ -72,12 +103,14 @@ def evaluate_split(split: str = "test-seen", out_dir: str | Path = "runs/evaluat
         views, grasps: SynthHO views a grasp and an optional cap on the grasps (small runs).
         batch_size: samples a batch (HoNet, PiCR and GeO run a batch at a time).
         iterations, resolution, simulate: GeO iterations, SIV voxels per axis, whether to add SD.
-        t_vc: GeO's VC threshold (default the PiCR card's). honet, picr: the networks (default the
-            committed ones).
+        t_vc: GeO's VC threshold (default the PiCR card's). honet, picr, obman: the networks
+            (default the committed ones; ObMan* is a HoNet).
+        timings: a dict that receives the seconds each stage took, summed over the batches
+            (:data:`STAGES`; what ``miho bench pipeline`` reports).
     """
     from miho.nets.honet import load_honet
     from miho.nets.picr import load_picr, picr_card
-    from miho.pipeline import estimate, refine
+    from miho.pipeline import coarse_estimate, predict_field, refine
     from miho.train.picr_data import build_picr_data
     from miho.train.trainer import distributed_context
 
@@ -90,6 +123,8 @@ def evaluate_split(split: str = "test-seen", out_dir: str | Path = "runs/evaluat
     out_dir.mkdir(parents=True, exist_ok=True)
     honet = honet if honet is not None else load_honet(device=dev)
     picr = picr if picr is not None else load_picr(device=dev)
+    if "obman" in settings and obman is None:
+        obman = load_honet(device=dev, variant="obman")
     if t_vc is None:
         t_vc = float(picr_card(variant=picr.config.variant)["threshold"])
     hand = load_hand(device=dev)
@@ -100,25 +135,37 @@ def evaluate_split(split: str = "test-seen", out_dir: str | Path = "runs/evaluat
     done = {(r["sample"], r["setting"]) for r in rows}
     todo = [i for i in range(ctx.rank, len(data), ctx.world) if any((i, s) not in done for s in settings)]
     bar = tqdm(total=len(todo), desc=f"evaluate {split}", disable=not (progress and ctx.main))
+    clock = StageClock(timings, dev)
     for chunk in torch.tensor(todo, dtype=torch.long).split(batch_size):
         b = data.batch(chunk, dev)
         objects = Meshes(b["obj_canonical"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
         truth_objects = Meshes(b["obj_verts"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
         true_hand = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).vertices
         outputs = {}
-        if set(settings) - {"truth"}:
-            coarse, posed, field = estimate(b["image"], b["K"], objects, honet, picr, hand)
+        if "obman" in settings:
+            with clock("obman"):
+                coarse, posed = coarse_estimate(b["image"], b["K"], objects, obman, hand)
+            outputs["obman"] = (coarse["hand_verts"], posed)
+        if set(settings) - {"truth", "obman"}:
+            with clock("honet"):
+                coarse, posed = coarse_estimate(b["image"], b["K"], objects, honet, hand)
             if "honet" in settings:
                 outputs["honet"] = (coarse["hand_verts"], posed)
+            if set(settings) & set(_MODES):
+                with clock("picr"):
+                    field = predict_field(b["image"], b["K"], coarse, posed, picr, hand)
             for s, mode in _MODES.items():
                 if s in settings:
-                    r = refine(coarse, posed, field, mode, hand, t_vc, iterations)
+                    with clock(s):
+                        r = refine(coarse, posed, field, mode, hand, t_vc, iterations)
                     outputs[s] = (r.hand_verts, posed.with_verts(r.obj_verts))
         if "truth" in settings:
             outputs["truth"] = (true_hand, truth_objects)
         for s, (hand_verts, objs) in outputs.items():
-            table = metrics.evaluate(hand_verts, objs, hand=hand, gt_hand_verts=true_hand, gt_obj_verts=b["obj_verts"],
-                                     resolution=resolution, simulate=simulate)  # fmt: skip
+            with clock("metrics"):
+                table = metrics.evaluate(hand_verts, objs, hand=hand, gt_hand_verts=true_hand,
+                                         gt_obj_verts=b["obj_verts"], resolution=resolution,
+                                         simulate=simulate)  # fmt: skip
             for j, i in enumerate(chunk.tolist()):
                 rows.append({"sample": i, "setting": s, **{k: float(v[j]) for k, v in table.columns.items()}})
         with files.atomic_write(mine, suffix=".json") as tmp:

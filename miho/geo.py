@@ -72,6 +72,7 @@ such objects with a ``ValueError`` naming the samples (:func:`inward_samples`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -203,7 +204,8 @@ class Problem:
 
     cfg: the settings. field: the CPF on the objects' vertices (None without ``contact="cpf"``).
     regions: the hand's subregions and anchors. objects: the B objects (topology and masks; their
-    vertices move). anchor_weight: (A,) weight of each anchor's springs (fingertips 1.0, others 0.1).
+    vertices move). anchor_weight: (A,) weight of each anchor's springs (fingertips 1.0, others 0.1;
+    None where no CPF term reads it).
     tip_anchor: (A,) bool, fingertip anchors. contact_prone: (6, V) bool, palm-side vertices of
     the five fingertip regions and the palm (Hasson et al.'s contact-prone regions).
     """
@@ -212,7 +214,7 @@ class Problem:
     field: cpf_mod.CPF | None
     regions: HandRegions
     objects: Meshes
-    anchor_weight: torch.Tensor
+    anchor_weight: torch.Tensor | None
     tip_anchor: torch.Tensor
     contact_prone: torch.Tensor
 
@@ -309,6 +311,38 @@ def obman_contact(p: Problem, f: Frame) -> torch.Tensor:
         on = dr < p.cfg.obman_threshold
         attraction = attraction + torch.where(on, p.cfg.obman_alpha * torch.tanh(dr / p.cfg.obman_alpha), 0.0)
     return attraction
+
+
+def contact_prone_regions(regions: HandRegions) -> torch.Tensor:
+    """(6, V) bool: the palm-side vertices of the five fingertip regions and of the palm (Hasson
+    et al.'s contact-prone regions), as :func:`obman_contact` reads them."""
+    return torch.stack([(regions.labels == r) & regions.palm_side for r in (*TIP_REGIONS, PALM)])
+
+
+def obman_losses(hand: HandModel, hand_verts: torch.Tensor, objects: Meshes, config: GeOConfig | None = None,
+                 regions: HandRegions | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Hasson et al.'s attraction and repulsion (:func:`obman_contact`, :func:`obman_repulsion`) of
+    B hands and their objects in one frame, differentiable in both: what ObMan* (Table 1) adds to
+    HoNet's training.
+
+    Args:
+        hand: the hand model the vertices come from (its subregions).
+        hand_verts: (B, V, 3) metres. objects: the B objects, faces outwards, metres.
+        config: the thresholds and the inside test (``obman_threshold``, ``obman_alpha``,
+            ``obman_r``, ``obman_inside``; default :class:`GeOConfig`'s).
+        regions: ``hand_regions(hand)``, when the caller holds it.
+
+    Returns:
+        attraction (B,) and repulsion (B,), metres.
+    """
+    check_tensor("hand_verts", hand_verts, (objects.verts.shape[0], hand.num_vertices, 3))
+    cfg = dataclasses.replace(config or GeOConfig(), contact="obman", repulsion="obman")
+    regions = regions if regions is not None else hand_regions(hand)
+    normals = vertex_normals(objects.verts, objects.faces, objects.face_mask)
+    problem = Problem(cfg, None, regions, objects, anchor_weight=None, tip_anchor=regions.tip_anchor,
+                      contact_prone=contact_prone_regions(regions).to(hand_verts.device))  # fmt: skip
+    frame = Frame(hand_verts, objects.verts, normals, find_neighbours(problem, hand_verts, objects.verts, normals))
+    return obman_contact(problem, frame), obman_repulsion(problem, frame)
 
 
 def pairs_within(hand_verts: torch.Tensor, obj_verts: torch.Tensor, obj_mask: torch.Tensor, radius: float,
@@ -508,8 +542,7 @@ def optimize(
     problem = Problem(
         cfg, cpf, regions, objects,
         anchor_weight=torch.where(tip, cfg.tip_anchor_weight, cfg.other_anchor_weight).to(dt),
-        tip_anchor=tip,
-        contact_prone=torch.stack([(regions.labels == r) & regions.palm_side for r in (*TIP_REGIONS, PALM)]),
+        tip_anchor=tip, contact_prone=contact_prone_regions(regions),
     )  # fmt: skip
     contact_energy, repulsion_energy = CONTACT_TERMS[cfg.contact], REPULSION_TERMS[cfg.repulsion]
     history = {k: [] for k in HISTORY_TERMS}

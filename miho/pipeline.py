@@ -27,8 +27,8 @@ from miho.nets.hand_features import CoarseHand
 from miho.nets.honet import HoNet, load_honet
 from miho.nets.picr import PiCR, load_picr, picr_card, resize_projection
 
-__all__ = ["MODES", "Reconstruction", "check_intrinsics", "estimate", "load_image", "load_mesh", "reconstruct",
-           "refine", "resize_images", "user_object"]  # fmt: skip
+__all__ = ["MODES", "Reconstruction", "check_intrinsics", "coarse_estimate", "estimate", "load_image", "load_mesh",
+           "predict_field", "reconstruct", "refine", "resize_images", "user_object"]  # fmt: skip
 
 #: GeO's modes as Table 1 names them: "hand" (MIHO hand-alone: the object stays where HoNet put
 #: it) and "hand-object" (both move)
@@ -169,29 +169,47 @@ def _check_inputs(images: torch.Tensor, K: torch.Tensor, objects: Meshes) -> tor
 
 
 @torch.no_grad()
-def estimate(images: torch.Tensor, K: torch.Tensor, objects: Meshes, honet: HoNet | None = None,
-             picr: PiCR | None = None, hand: HandModel | None = None) -> tuple[dict, Meshes, CPF]:  # fmt: skip
-    """The first two stages, HoNet and PiCR (arguments as :func:`reconstruct`): the coarse
-    estimate (``Reconstruction.coarse``), the objects at HoNet's pose and PiCR's field on them."""
+def coarse_estimate(images: torch.Tensor, K: torch.Tensor, objects: Meshes, honet: HoNet | None = None,
+                    hand: HandModel | None = None) -> tuple[dict, Meshes]:  # fmt: skip
+    """HoNet's stage alone (arguments as :func:`reconstruct`): the coarse estimate
+    (``Reconstruction.coarse``) and the objects at HoNet's pose; with ObMan*'s weights
+    (``load_honet(variant="obman")``), ObMan*'s answer."""
     K = _check_inputs(images, K, objects)
-    device = images.device
-    honet = honet if honet is not None else load_honet(device=device)
-    picr = picr if picr is not None else load_picr(device=device)
-    hand = hand if hand is not None else load_hand(device=device)
+    honet = honet if honet is not None else load_honet(device=images.device)
+    hand = hand if hand is not None else load_hand(device=images.device)
     img, P = resize_images(images, K, honet.config.image_size)
     out = honet.eval()(img, P)
     pose, shape, trans = honet.hand_params(hand, out)
     verts = honet.object_verts(out, objects.verts.float()) * objects.vert_mask[..., None]
     posed = Meshes(verts, objects.faces, objects.vert_mask, objects.face_mask)
-    normals = vertex_normals(verts, objects.faces, objects.face_mask)
-    feats = None
-    if picr.config.hand_aware:
-        feats = CoarseHand(hand).features(pose, shape, trans, posed.verts, normals, posed.vert_mask)
-    img, P = resize_images(images, K, picr.config.image_size)
-    field = picr.predict(img, posed.verts, P, posed.vert_mask, feats)
     coarse = dict(hand_pose=pose, hand_shape=shape, hand_trans=trans, obj_rot=out.obj_rot, obj_trans=out.obj_trans,
                   hand_verts=hand(pose, shape, trans).vertices, obj_verts=posed.verts)  # fmt: skip
-    return coarse, posed, field
+    return coarse, posed
+
+
+def predict_field(images: torch.Tensor, K: torch.Tensor, coarse: dict, posed: Meshes, picr: PiCR | None = None,
+                  hand: HandModel | None = None) -> CPF:  # fmt: skip
+    """PiCR's stage: the field on the objects at HoNet's pose (``coarse`` and ``posed`` from
+    :func:`coarse_estimate`); a hand-aware PiCR also reads HoNet's hand."""
+    K = _check_inputs(images, K, posed)
+    picr = picr if picr is not None else load_picr(device=images.device)
+    feats = None
+    if picr.config.hand_aware:
+        hand = hand if hand is not None else load_hand(device=images.device)
+        normals = vertex_normals(posed.verts, posed.faces, posed.face_mask)
+        feats = CoarseHand(hand).features(coarse["hand_pose"], coarse["hand_shape"], coarse["hand_trans"], posed.verts,
+                                          normals, posed.vert_mask)  # fmt: skip
+    img, P = resize_images(images, K, picr.config.image_size)
+    return picr.predict(img, posed.verts, P, posed.vert_mask, feats)
+
+
+def estimate(images: torch.Tensor, K: torch.Tensor, objects: Meshes, honet: HoNet | None = None,
+             picr: PiCR | None = None, hand: HandModel | None = None) -> tuple[dict, Meshes, CPF]:  # fmt: skip
+    """The first two stages, HoNet and PiCR (arguments as :func:`reconstruct`): the coarse
+    estimate (``Reconstruction.coarse``), the objects at HoNet's pose and PiCR's field on them."""
+    hand = hand if hand is not None else load_hand(device=images.device)
+    coarse, posed = coarse_estimate(images, K, objects, honet, hand)
+    return coarse, posed, predict_field(images, K, coarse, posed, picr, hand)
 
 
 def refine(coarse: dict, objects: Meshes, field: CPF, mode: str = "hand-object", hand: HandModel | None = None,

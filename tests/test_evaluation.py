@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def nets(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nets")
     torch.manual_seed(0)
-    for name, net in (("honet", build_honet("tiny")), ("picr", build_picr("tiny"))):
+    for name, net in (("honet", build_honet("tiny")), ("picr", build_picr("tiny")), ("obman", build_honet("tiny"))):
         export_weights(net, folder / f"{name}.pt", {"config": net.config.to_dict()})
         write_card(folder / f"{name}.pt", {"config": net.config.to_dict()})
     return folder
@@ -32,7 +32,7 @@ def nets(tmp_path_factory):
 def _args(nets, out):
     return ["evaluate", "--split", "test-seen", "--grasps", "3", "--views", "1", "--iterations", "3", "--resolution",
             "16", "--batch-size", "2", "--t-vc", "0.3", "--honet", str(nets / "honet.pt"), "--picr",
-            str(nets / "picr.pt"), "--out", str(out), "--threads", "1"]  # fmt: skip
+            str(nets / "picr.pt"), "--obman", str(nets / "obman.pt"), "--out", str(out), "--threads", "1"]  # fmt: skip
 
 
 def test_rows_summary_and_resume(nets, tmp_path):
@@ -48,8 +48,10 @@ def test_rows_summary_and_resume(nets, tmp_path):
     coarse = {r["sample"]: r for r in rows if r["setting"] == "honet"}
     hand_mode = {r["sample"]: r for r in rows if r["setting"] == "miho-hand"}
     assert all(hand_mode[i]["OE"] == pytest.approx(coarse[i]["OE"]) for i in coarse)  # hand mode: object stays
+    obman = {r["sample"]: r for r in rows if r["setting"] == "obman"}  # other weights, other answers
+    assert all(obman[i]["HE"] != pytest.approx(coarse[i]["HE"]) for i in coarse)
     header, table = summarise(rows)
-    assert header[:3] == ["setting", "samples", "HE (mm)"] and [t[1] for t in table] == [3, 3, 3, 3]
+    assert header[:3] == ["setting", "samples", "HE (mm)"] and [t[1] for t in table] == [3] * len(SETTINGS)
     assert (out / "summary.md").read_text().count("\n|") >= 5 and (out / "summary.csv").exists()
     # resume: drop the last sample's rows; a second run recomputes exactly those
     path = out / "rows-0.json"
@@ -78,3 +80,16 @@ def test_two_processes_give_the_rows_of_one(nets, tmp_path):
     for x, y in zip(a, b):  # the batches differ (samples 0, 1 | 2 against 0, 2 | 1): float32 rounding only
         assert all(x[k] == pytest.approx(y[k], rel=1e-5, abs=1e-4) for k in x if k not in ("sample", "setting"))
     assert (tmp_path / "two" / "summary.md").exists()
+
+
+def test_bench_pipeline_times_every_stage_within_the_evaluation():
+    """``miho bench pipeline`` at tiny size with the committed networks: a row a batch size, every
+    stage timed, and the stages' times a sample add up to no more than the whole evaluation's."""
+    from miho.bench import bench_pipeline
+    from miho.evaluation import STAGES
+
+    rows = bench_pipeline(batches=(1, 2), iterations=2, resolution=16)
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert set(STAGES) <= set(r) and all(r[k] > 0 for k in STAGES)
+        assert sum(r[k] for k in STAGES) <= 1 / r["samples_per_s"]

@@ -281,3 +281,35 @@ def test_disturbed_grasps_end_no_deeper_than_with_the_capped_repulsion():
         assert stats[name]["PD above truth"] == pytest.approx(float(above))
     lines = study.stats_markdown().splitlines()
     assert lines[0].startswith("| setting | HE fell (%)") and len(lines) == 4
+
+
+def test_obman_losses_match_a_trimesh_inside_test_and_the_formulas(hand):
+    """Hasson et al.'s terms (what ObMan* trains with) against an independent evaluation: trimesh's
+    inside test, brute-force nearest vertices, and the two formulas written out."""
+    import trimesh
+
+    v, f = icosphere(0.03, 3, dtype=torch.float64)
+    out = hand(curl_pose(hand, 0.5))
+    palm = out.vertices[0, hand_regions(hand).labels == 0].mean(0)  # region 0: the palm
+    centres = [palm + torch.tensor(c, dtype=torch.float64) for c in ([0.0, 0.02, 0.0], [0.0, 0.038, 0.0])]
+    objs = Meshes.from_list([(v + c, f) for c in centres], dtype=torch.float64)
+    verts = out.vertices.expand(2, -1, -1).clone().requires_grad_(True)
+    attraction, repulsion = geo.obman_losses(hand, verts, objs)
+    cfg = geo.GeOConfig()
+    prone = geo.contact_prone_regions(hand_regions(hand))
+    for b, c in enumerate(centres):
+        hv = out.vertices[0]
+        inside = torch.as_tensor(trimesh.Trimesh((v + c).numpy(), f.numpy()).contains(hv.numpy()))
+        near = torch.cdist(hv, v + c).min(1).values
+        want_rep = (cfg.obman_r * torch.tanh(near[inside] / cfg.obman_r)).sum()
+        d = torch.stack([near[r].min() for r in prone])
+        want_att = torch.where(d < cfg.obman_threshold, cfg.obman_alpha * torch.tanh(d / cfg.obman_alpha), 0.0).sum()
+        assert float(repulsion[b].detach()) == pytest.approx(float(want_rep), rel=1e-6, abs=1e-9)
+        assert float(attraction[b].detach()) == pytest.approx(float(want_att), rel=1e-6, abs=1e-9)
+    (attraction.sum() + repulsion.sum()).backward()
+    assert verts.grad.abs().sum() > 0  # differentiable in the hand
+    attraction, repulsion = attraction.detach(), repulsion.detach()
+    assert bool((attraction > 0).all())  # both spheres within reach of some region
+    assert float(repulsion[0]) > float(repulsion[1]) >= 0  # the sphere sunk into the palm is penetrated more
+    with pytest.raises(ValueError, match="hand_verts"):
+        geo.obman_losses(hand, verts[:, :10], objs)

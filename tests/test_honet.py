@@ -100,6 +100,14 @@ def test_loss_equals_hand_computed_values_and_ignores_padding():
     assert float(with_params) == pytest.approx(float(total) + 2.0 + 2.0 + 2.5, abs=1e-6)
     with pytest.raises(ValueError, match="truth"):
         honet_loss(joints, joints_true, verts, verts_true, mask, shape, pca, params)
+    # ObMan*'s contact terms: means over the samples, weighted
+    contact = (torch.tensor([0.01, 0.03]), torch.tensor([0.2, 0.4]))
+    obman = HoNetLossWeights(attraction=2.0, repulsion=3.0)
+    with_contact, terms = honet_loss(joints, joints_true, verts, verts_true, mask, shape, pca, obman, contact=contact)
+    assert float(terms["attraction"]) == pytest.approx(0.02) and float(terms["repulsion"]) == pytest.approx(0.3)
+    assert float(with_contact) == pytest.approx(float(total) + 2.0 * 0.02 + 3.0 * 0.3, abs=1e-6)
+    with pytest.raises(ValueError, match="contact"):
+        honet_loss(joints, joints_true, verts, verts_true, mask, shape, pca, obman)
 
 
 def test_predicted_hand_has_its_wrist_at_the_root_and_params_agree(hand):
@@ -169,6 +177,35 @@ def test_training_lowers_the_loss(tiny_data, tmp_path):
     assert last < 0.25 * first, (first, last)
     fig = honet_figures(predict_honet(task.model, task.data), task.data)
     assert fig["samples"] == 4 and 0 < fig["hand_mpjpe"] < 100 and 0 < fig["obj_mpvpe"] < 100
+
+
+def test_obman_star_terms_train_and_a_fine_tuned_run_records_its_start(tiny_data, tmp_path):
+    """ObMan*: HoNet started from saved weights with the contact terms on; the step log carries both
+    terms, the checkpoint records the starting weights' digest, and resuming from other starting
+    weights is refused."""
+    from miho.train.checkpoints import export_weights, init_weights
+
+    torch.manual_seed(1)
+    saved = build_honet("tiny")
+    start = tmp_path / "start.pt"
+    export_weights(saved, start, {"config": saved.config.to_dict()}, half=False)
+    torch.manual_seed(2)
+    model = build_honet("tiny")
+    origin = init_weights(model, start)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
+    weights = HoNetLossWeights(attraction=1e-3, repulsion=1e-3)
+    task = HoNetTask(model, tiny_data, None, weights=weights, init=origin)
+    settings = TrainSettings(epochs=1, batch_size=2, steps_per_epoch=2, log_every=1)
+    train(task, settings, tmp_path / "run", progress=False)
+    steps = read_log(tmp_path / "run", "step")
+    assert len(steps) == 2 and all("attraction" in r and "repulsion" in r for r in steps)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["meta"]["task"]["init"]["sha256"] == origin["sha256"]
+    other = HoNetTask(build_honet("tiny"), tiny_data, None, weights=weights,
+                      init={**origin, "sha256": "0" * 64})  # fmt: skip
+    with pytest.raises(ValueError, match="init"):
+        train(other, TrainSettings(epochs=2, batch_size=2, steps_per_epoch=2), tmp_path / "run", resume=True,
+              progress=False)  # fmt: skip
 
 
 def test_resume_equals_uninterrupted(tiny_data, tmp_path):

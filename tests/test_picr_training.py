@@ -134,3 +134,43 @@ def test_ddp_two_processes_equal_one_process_with_the_whole_batch(tiny, tmp_path
     assert moved > 1e-4  # training changed the weights
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def _true_coarse(data):
+    """Coarse poses as HoNet's predictions are stored, holding the truth (and the fixed disturbance)."""
+    return {"obj_rot": data.obj_rot.float(), "obj_trans": data.obj_trans.float(), "hand_pose": data.hand_pose,
+            "hand_shape": data.hand_shape, "hand_trans": data.hand_trans}  # fmt: skip
+
+
+def test_stage_two_reads_the_given_coarse_poses(tiny):
+    """Coarse poses given per sample (stage 2: HoNet's) replace the disturbances: holding the truth,
+    fields and heuristic equal those on the true pose; and a table of the wrong length is refused."""
+    data = tiny[1]
+    true = _true_coarse(data)
+    exact = field_figures(heuristic_fields(data, coarse=true))
+    assert exact["f1"] == pytest.approx(1.0) and exact["cr_accuracy"] > 0.999
+    for variant in ("paper", "hand_aware"):
+        model = _task(tiny, variant=variant).model
+        given = predict_fields(model, data, coarse=true)
+        want = predict_fields(model, data, pose="true", hand_scale=0.0)
+        assert torch.allclose(given["vc"], want["vc"], atol=1e-5) and torch.equal(given["cr"], want["cr"])
+    noisy = {**true, "obj_rot": data.obj_rot_noisy.float(), "obj_trans": data.obj_trans_noisy.float()}
+    moved = predict_fields(model, data, coarse=noisy)
+    assert not torch.allclose(moved["vc"], want["vc"], atol=1e-5)
+    with pytest.raises(ValueError, match="coarse"):
+        _task(tiny, coarse={k: v[:2] for k, v in _true_coarse(tiny[0]).items()})
+
+
+def test_stage_two_training_starts_from_stage_one_and_records_both_origins(tiny, tmp_path):
+    from miho.train.checkpoints import file_origin, init_weights
+
+    stage1 = _task(tiny, seed=3, variant="hand_aware").model
+    export_weights(stage1, tmp_path / "stage1.pt", {"config": stage1.config.to_dict()}, half=False)
+    model = build_picr("tiny", "hand_aware")
+    origin = {"init": init_weights(model, tmp_path / "stage1.pt"), "honet": file_origin(tmp_path / "stage1.pt")}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), stage1.state_dict().values()))
+    task = PiCRTask(model, tiny[0], tiny[1], max_points=200, coarse=_true_coarse(tiny[0]),
+                    val_coarse=_true_coarse(tiny[1]), origin=origin)  # fmt: skip
+    train(task, TrainSettings(epochs=1, batch_size=2, steps_per_epoch=2), tmp_path / "run", progress=False)
+    meta = load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["task"]
+    assert meta["stage"] == 2 and meta["init"] == origin["init"] and meta["honet"]["sha256"] == origin["init"]["sha256"]

@@ -46,8 +46,8 @@ from miho.nets.config import NetConfig
 from miho.nets.resnet import ResNet18
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-__all__ = ["CONFIGS", "HoNet", "HoNetConfig", "HoNetOutput", "build_honet", "honet_card", "load_honet",
-           "rotation_6d_to_matrix"]  # fmt: skip
+__all__ = ["CONFIGS", "VARIANTS", "HoNet", "HoNetConfig", "HoNetOutput", "asset_path", "build_honet", "honet_card",
+           "load_honet", "rotation_6d_to_matrix"]  # fmt: skip
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 _FINGERS = 3 * (NUM_JOINTS - 1)
@@ -232,33 +232,44 @@ def build_honet(config: str | HoNetConfig = "small", pca: PosePCA | None = None)
     return HoNet(config, pca)
 
 
-def asset_path(name: str = "small") -> Path:
-    """Where the committed HoNet ``name`` lives: ``miho/assets/honet_<name>.pt``."""
-    return ASSETS / f"honet_{name}.pt"
+#: the committed HoNet variants: the paper's baseline and ObMan* (HoNet fine-tuned with Hasson et
+#: al.'s contact losses, Table 1)
+VARIANTS = ("honet", "obman")
 
 
-def honet_card(name: str = "small", path: str | Path | None = None) -> dict:
-    """The model card (JSON) of the committed HoNet ``name`` (or of the weights at ``path``)."""
-    weights = Path(path) if path is not None else asset_path(name)
+def asset_path(name: str = "small", variant: str = "honet") -> Path:
+    """Where the committed HoNet ``name`` of ``variant`` (:data:`VARIANTS`) lives:
+    ``miho/assets/<variant>_<name>.pt``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return ASSETS / f"{variant}_{name}.pt"
+
+
+def honet_card(name: str = "small", path: str | Path | None = None, variant: str = "honet") -> dict:
+    """The model card (JSON) of the committed HoNet ``name`` of ``variant`` (or of the weights at ``path``)."""
+    weights = Path(path) if path is not None else asset_path(name, variant)
     card = weights.with_suffix(".json")
     if not card.exists():
         raise ValueError(f"no model card at {card}: export a trained run with `miho export honet`")
     return json.loads(card.read_text())
 
 
-def load_honet(name: str = "small", device: str | torch.device = "cpu", path: str | Path | None = None) -> HoNet:
-    """The committed HoNet (eval mode), as ``load_hand()`` loads the hand; ``path``: another weights
-    file written by :func:`miho.train.checkpoints.export_weights` (its card beside it).
+def load_honet(name: str = "small", device: str | torch.device = "cpu", path: str | Path | None = None,
+               variant: str = "honet") -> HoNet:  # fmt: skip
+    """The committed HoNet (eval mode), as ``load_hand()`` loads the hand: ``variant`` "honet" (the
+    paper's baseline) or "obman" (ObMan*); ``path``: another weights file written by
+    :func:`miho.train.checkpoints.export_weights` (its card beside it).
 
     Raises:
         ValueError: no such model, a card that does not match the weights, a corrupt file.
     """
     from miho.train.checkpoints import load_weights
 
-    weights = Path(path) if path is not None else asset_path(name)
+    weights = Path(path) if path is not None else asset_path(name, variant)
     if not weights.exists():
+        committed = sorted(p.stem for v in VARIANTS for p in ASSETS.glob(f"{v}_*.pt"))
         raise ValueError(f"no HoNet weights at {weights}: train one with `miho train honet` (committed models: "
-                         f"{sorted(p.stem for p in ASSETS.glob('honet_*.pt'))})")  # fmt: skip
+                         f"{committed})")  # fmt: skip
     card = honet_card(path=weights)
     model = HoNet(HoNetConfig.from_dict(card["config"]))
     load_weights(model, weights, expect={"config": card["config"]})

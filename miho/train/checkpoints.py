@@ -107,6 +107,21 @@ def load_weights(model: torch.nn.Module, path: str | Path, expect: dict | None =
     return state["meta"]
 
 
+def file_origin(path: str | Path) -> dict:
+    """``{"path": the path as given, "sha256": hex digest}`` of a weights file: what a task records
+    of the weights it starts from or reads, so that a resumed run checks they are the same."""
+    import hashlib
+
+    return {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> dict:
+    """Start ``model`` from the weights at ``path`` (:func:`load_weights`) for fine-tuning; returns
+    their :func:`file_origin`."""
+    load_weights(model, path)
+    return file_origin(path)
+
+
 def run_card(state: dict, weights: str | Path, checkpoint: str, note: str = "") -> dict:
     """The model-card entries every exported run has, from its training checkpoint ``state``:
     configuration, weights file name, data, settings, epochs, steps, wall time, machine, commit,

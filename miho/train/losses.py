@@ -118,7 +118,8 @@ def picr_loss(output, vc: torch.Tensor, cr: torch.Tensor, ae: torch.Tensor,
 @dataclass(frozen=True)
 class HoNetLossWeights:
     """Weights of HoNet's terms. The official ones: joints 0.5, object vertices 0.5, shape 5e-7,
-    pose 5e-6 (regularisers). The parameter terms are off by default (the paper has none):
+    pose 5e-6 (regularisers). ``attraction`` and ``repulsion`` turn HoNet into ObMan* (Table 1:
+    Hasson et al.'s contact losses added). The parameter terms are off by default (the paper has none):
     ``rot`` (the wrist rotation), ``pca_fit`` (the PCA pose coefficients) and ``shape_fit``
     (the shape) pull the hand's parameters towards the true ones, which a network trained from
     scratch needs to learn the wrist's rotation (see :mod:`miho.train.honet`)."""
@@ -130,11 +131,19 @@ class HoNetLossWeights:
     rot: float = 0.0
     pca_fit: float = 0.0
     shape_fit: float = 0.0
+    attraction: float = 0.0  #: ObMan*: Hasson et al.'s attraction (:func:`miho.geo.obman_losses`)
+    repulsion: float = 0.0  #: ObMan*: Hasson et al.'s repulsion
+
+    @property
+    def contact(self) -> bool:
+        """Whether the ObMan* contact terms are on."""
+        return bool(self.attraction or self.repulsion)
 
 
 def honet_loss(joints: torch.Tensor, joints_true: torch.Tensor, obj_verts: torch.Tensor, obj_verts_true: torch.Tensor,
                obj_mask: torch.Tensor, shape: torch.Tensor, pca: torch.Tensor,
                weights: HoNetLossWeights | None = None, truth: dict | None = None,
+               contact: tuple[torch.Tensor, torch.Tensor] | None = None,
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
     """HoNet's loss: the weighted sum of
 
@@ -147,6 +156,8 @@ def honet_loss(joints: torch.Tensor, joints_true: torch.Tensor, obj_verts: torch
       (B, 3, 3) true wrist rotations), "pca": (B, K) true coefficients, "shape": (B, S) true
       shape}): ``rot`` the squared Frobenius distance of the rotations (0 to 8), ``pca_fit`` and
       ``shape_fit`` the squared distances of the coefficients;
+    * with non-zero ``attraction`` / ``repulsion`` weights, ``contact`` = ((B,) attraction, (B,)
+      repulsion) of :func:`miho.geo.obman_losses`, metres;
 
     each a per-sample value averaged over the samples. Returns the total and the unweighted terms.
     """
@@ -164,5 +175,9 @@ def honet_loss(joints: torch.Tensor, joints_true: torch.Tensor, obj_verts: torch
         terms["rot"] = (rot - rot_true).square().sum((-1, -2)).mean()
         terms["pca_fit"] = (pca - truth["pca"]).square().sum(-1).mean()
         terms["shape_fit"] = (shape - truth["shape"]).square().sum(-1).mean()
+    if weights.contact:
+        if contact is None:
+            raise ValueError("the contact terms (attraction, repulsion) need contact=(attraction, repulsion)")
+        terms["attraction"], terms["repulsion"] = contact[0].mean(), contact[1].mean()
     total = sum(getattr(weights, k) * v for k, v in terms.items())
     return total, terms

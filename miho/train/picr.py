@@ -3,9 +3,12 @@ the field figures, and the distance heuristic they are compared with.
 
 Stage 1 reads the image and the ground-truth object disturbed by
 :class:`~miho.data.synthho.Disturbance` (pi/24, N(10, 5) mm), drawn afresh every step; evaluation
-uses each sample's fixed seeded disturbance (SynthHO's), so figures are repeatable. Stage 2
-(HoNet's predicted objects) plugs in through ``object_pose``: a function from (data, sample
-indices, generator) to coarse object poses.
+uses each sample's fixed seeded disturbance (SynthHO's), so figures are repeatable.
+
+Stage 2 (Supp D.1) fine-tunes a stage-1 model on HoNet's predicted objects with HoNet frozen:
+``coarse`` holds :func:`miho.train.honet.predict_honet`'s poses for every training sample (and
+``val_coarse`` for validation); a hand-aware model then also reads HoNet's hand, as it does in
+:func:`miho.pipeline.estimate`.
 
 Figures (:func:`field_figures`), micro-averaged over every real object vertex of a split:
 
@@ -18,7 +21,6 @@ Figures (:func:`field_figures`), micro-averaged over every real object vertex of
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -42,10 +44,9 @@ from miho.train.picr_data import (
 )
 
 __all__ = ["CHECK_SUBSET", "HAND_SCALES", "HAND_STUDY_FILE", "THRESHOLDS", "PiCRTask", "check_figures",
-           "coarse_hand_params", "evaluate_picr", "export_picr", "f1_at", "field_figures", "flatten_fields",
-           "hand_study", "hand_study_markdown", "heuristic_field", "heuristic_fields", "load_hand_study",
-           "predict_batch", "predict_fields",
-           "subsample_vertices", "train_picr"]  # fmt: skip
+           "coarse_batch", "coarse_hand_params", "evaluate_picr", "export_picr", "f1_at", "field_figures",
+           "flatten_fields", "hand_study", "hand_study_markdown", "heuristic_field", "heuristic_fields",
+           "load_hand_study", "predict_batch", "predict_fields", "subsample_vertices", "train_picr"]  # fmt: skip
 
 DEFAULT_AUGMENT = Augment()
 
@@ -80,30 +81,34 @@ class PiCRTask:
         disturbance: the coarse object's pose noise in training (default the official jitter).
         augment: image augmentation (None: off).
         weights: loss weights, alpha and gamma (default the official ones).
-        object_pose: optional ``f(data, idx, generator) -> (rot, trans)`` giving coarse object poses
-            for a global batch (stage 2); default: the true pose disturbed by ``disturbance``.
-        hand_max_scale: a hand-aware model's coarse hand in training: the true hand disturbed by
+        hand_max_scale: stage 1, a hand-aware model's coarse hand: the true hand disturbed by
             ``disturbance`` scaled by ``hand_max_scale`` u^2 (:func:`disturb_hand_params`).
-        hand_pose: optional ``f(data, idx, generator) -> (pose, trans)`` giving a hand-aware model's
-            coarse hands (stage 2); default as above.
+        coarse: stage 2: HoNet's coarse object and hand for every sample of ``train_data``
+            (:func:`miho.train.honet.predict_honet`), used instead of the disturbances.
+        val_coarse: the same for ``val_data`` (validation on HoNet's poses).
+        origin: where the starting weights and HoNet came from (``{"init": ..., "honet": ...}``,
+            :func:`~miho.train.checkpoints.file_origin`), for the checkpoints' metadata.
     """
 
     def __init__(self, model: PiCR, train_data: PiCRData, val_data: PiCRData | None = None, max_points: int = 800,
                  disturbance: Disturbance | None = None, augment: Augment | None = DEFAULT_AUGMENT,
-                 weights: PiCRLossWeights | None = None,
-                 object_pose: Callable | None = None, hand_max_scale: float = 4.0,
-                 hand_pose: Callable | None = None) -> None:  # fmt: skip
+                 weights: PiCRLossWeights | None = None, hand_max_scale: float = 4.0,
+                 coarse: dict | None = None, val_coarse: dict | None = None,
+                 origin: dict | None = None) -> None:  # fmt: skip
         check_image_size(model.config, train_data=train_data, val_data=val_data)
         disturbance, weights = disturbance or Disturbance(), weights or PiCRLossWeights()
         self.model, self.data, self.val_data = model, train_data, val_data
         self.max_points, self.disturbance, self.augment, self.weights = max_points, disturbance, augment, weights
-        self.object_pose, self.hand_pose, self.hand_max_scale = object_pose, hand_pose, hand_max_scale
+        for name, poses, d in (("coarse", coarse, train_data), ("val_coarse", val_coarse, val_data)):
+            if poses is not None and (d is None or any(len(v) != len(d) for v in poses.values())):
+                raise ValueError(f"{name} must hold one coarse pose per sample of its data ({len(d or ())})")
+        self.coarse, self.val_coarse, self.hand_max_scale = coarse, val_coarse, hand_max_scale
         self.hand = CoarseHand() if model.config.hand_aware else None
         self.meta = {
             "model": "picr", "config": model.config.to_dict(), "data": train_data.info,
             "val_data": val_data.info if val_data is not None else None, "max_points": max_points,
             "disturbance": dataclasses.asdict(disturbance), "augment": dataclasses.asdict(augment) if augment else None,
-            "weights": dataclasses.asdict(weights), "stage": 1 if object_pose is None else 2,
+            "weights": dataclasses.asdict(weights), "stage": 1 if coarse is None else 2, **(origin or {}),
         }  # fmt: skip
         if self.hand is not None:
             self.meta["hand_max_scale"] = hand_max_scale
@@ -112,21 +117,22 @@ class PiCRTask:
         return len(self.data)
 
     def loss(self, model, idx: torch.Tensor, part: slice, generator: torch.Generator, device) -> tuple:
-        data = self.data
-        if self.object_pose is None:
+        data, coarse = self.data, self.coarse
+        if coarse is None:
             rot, trans = disturb_objects(data.obj_rot[idx].double(), data.obj_trans[idx].double(), generator,
                                          self.disturbance)  # fmt: skip
         else:
-            rot, trans = self.object_pose(data, idx, generator)
+            rot, trans = coarse["obj_rot"][idx], coarse["obj_trans"][idx]
         n = int(data.obj_count[data.obj_of_grasp[data.grasp[idx]]].max())
         keys = torch.rand(len(idx), n, generator=generator)
         draws = torch.rand(len(idx), AUGMENT_DRAWS, generator=generator)
         if self.hand is not None:
-            if self.hand_pose is None:
+            if coarse is None:
                 hp, ht = disturb_hand_params(data.hand_pose[idx], data.hand_trans[idx], generator, self.disturbance,
                                              self.hand_max_scale)  # fmt: skip
+                hs = data.hand_shape[idx]
             else:
-                hp, ht = self.hand_pose(data, idx, generator)
+                hp, hs, ht = coarse["hand_pose"][idx], coarse["hand_shape"][idx], coarse["hand_trans"][idx]
         b = data.batch(idx[part], device, rot=rot[part], trans=trans[part])
         image, P = b["image"], b["K"]
         if self.augment is not None:
@@ -135,7 +141,7 @@ class PiCRTask:
         verts = _take(b["obj_verts"], keep)
         feats = None
         if self.hand is not None:
-            feats = self.hand.features(hp[part].to(device), b["hand_shape"], ht[part].to(device), verts,
+            feats = self.hand.features(hp[part].to(device), hs[part].to(device), ht[part].to(device), verts,
                                        _take(b["obj_normals"], keep), mask)  # fmt: skip
         out = model(image, verts, P, mask, feats)
         total, terms = picr_loss(out, _take(b["vc"], keep), _take(b["cr"], keep), _take(b["ae"], keep), self.weights)
@@ -144,7 +150,7 @@ class PiCRTask:
     def validate(self, model, device) -> dict:
         if self.val_data is None:
             return {"score": 0.0}
-        fig = field_figures(predict_fields(model, self.val_data, device=device))
+        fig = field_figures(predict_fields(model, self.val_data, device=device, coarse=self.val_coarse))
         return {"score": fig["best_f1"], "f1": fig["f1"], "best_threshold": fig["best_threshold"],
                 "cr_accuracy": fig["cr_accuracy"], "ae_mae": fig["ae_mae"]}  # fmt: skip
 
@@ -160,37 +166,57 @@ def coarse_hand_params(b: dict, hand_scale: float) -> tuple[torch.Tensor, torch.
                                   hand_scale)  # fmt: skip
 
 
-def predict_batch(model: PiCR, b: dict, hand_scale: float = 1.0, hand: CoarseHand | None = None) -> cpf.CPF:
+def predict_batch(model: PiCR, b: dict, hand_scale: float = 1.0, hand: CoarseHand | None = None,
+                  coarse_hand: tuple | None = None) -> cpf.CPF:  # fmt: skip
     """``model``'s field on a :meth:`~miho.train.picr_data.PiCRData.batch` (its objects at the pose the
-    batch was made with); a hand-aware model also reads the coarse hand at ``hand_scale`` times
-    each sample's fixed disturbance (:func:`coarse_hand_params`; ``hand``: the
-    :class:`~miho.nets.hand_features.CoarseHand` to use, default a new one)."""
+    batch was made with); a hand-aware model also reads the coarse hand: ``coarse_hand`` (pose,
+    shape, trans) where given (HoNet's), else the true hand at ``hand_scale`` times each sample's
+    fixed disturbance (:func:`coarse_hand_params`); ``hand``: the
+    :class:`~miho.nets.hand_features.CoarseHand` to use, default a new one."""
     feats = None
     if model.config.hand_aware:
         hand = hand if hand is not None else CoarseHand()
-        pose, trans = coarse_hand_params(b, hand_scale)
-        feats = hand.features(pose, b["hand_shape"], trans, b["obj_verts"], b["obj_normals"], b["obj_mask"])
+        if coarse_hand is None:
+            (pose, trans), shape = coarse_hand_params(b, hand_scale), b["hand_shape"]
+        else:
+            pose, shape, trans = (t.to(b["image"].device) for t in coarse_hand)
+        feats = hand.features(pose, shape, trans, b["obj_verts"], b["obj_normals"], b["obj_mask"])
     return model.predict(b["image"], b["obj_verts"], b["K"], b["obj_mask"], feats)
 
 
 @torch.no_grad()
-def heuristic_field(hand, regions, b: dict, hand_scale: float = 1.0) -> cpf.CPF:
+def heuristic_field(hand, regions, b: dict, hand_scale: float = 1.0, coarse_hand: tuple | None = None) -> cpf.CPF:
     """The distance heuristic's field on a :meth:`~miho.train.picr_data.PiCRData.batch`: Eq. 4
-    (:func:`miho.cpf.annotate`) on the coarse hand at ``hand_scale`` times each sample's fixed
-    disturbance and the batch's objects. ``hand``: the hand model, ``regions`` its
-    :func:`~miho.anchors.hand_regions`."""
-    pose, trans = coarse_hand_params(b, hand_scale)
-    return cpf.annotate(hand(pose, b["hand_shape"], trans).vertices, b["obj_verts"], regions, b["obj_mask"])
+    (:func:`miho.cpf.annotate`) on the coarse hand (``coarse_hand`` (pose, shape, trans) where
+    given, else the true one at ``hand_scale`` times each sample's fixed disturbance) and the
+    batch's objects. ``hand``: the hand model, ``regions`` its :func:`~miho.anchors.hand_regions`."""
+    if coarse_hand is None:
+        (pose, trans), shape = coarse_hand_params(b, hand_scale), b["hand_shape"]
+    else:
+        pose, shape, trans = (t.to(b["image"].device) for t in coarse_hand)
+    return cpf.annotate(hand(pose, shape, trans).vertices, b["obj_verts"], regions, b["obj_mask"])
+
+
+def coarse_batch(data: PiCRData, chunk: torch.Tensor, device, pose: str, coarse: dict | None) -> tuple[dict, tuple]:
+    """Samples ``chunk`` of ``data`` with their objects at ``coarse``'s poses (HoNet's, indexed by
+    sample) and its hand as (pose, shape, trans), or, without ``coarse``, at ``pose`` ("noisy" or
+    "true") and None."""
+    if coarse is None:
+        return data.batch(chunk, device, pose=pose), None
+    b = data.batch(chunk, device, rot=coarse["obj_rot"][chunk], trans=coarse["obj_trans"][chunk])
+    return b, tuple(coarse[k][chunk] for k in ("hand_pose", "hand_shape", "hand_trans"))
 
 
 @torch.no_grad()
 def predict_fields(model: PiCR, data: PiCRData, pose: str = "noisy", batch_size: int = 16, device="cpu",
-                   idx=None, hand_scale: float = 1.0, hand: CoarseHand | None = None) -> dict:  # fmt: skip
+                   idx=None, hand_scale: float = 1.0, hand: CoarseHand | None = None,
+                   coarse: dict | None = None) -> dict:  # fmt: skip
     """PiCR's field on samples of ``data`` (all, or ``idx``) under their fixed coarse (``"noisy"``)
     or true object pose, every real vertex, flattened: ``vc`` probabilities, ``cr`` ids, ``ae``,
     the ground truth ``vc_true``, ``cr_true``, ``ae_true``, and ``sample`` (the sample of each vertex).
     A hand-aware model reads the coarse hand at ``hand_scale`` times each sample's fixed disturbance
-    (:func:`coarse_hand_params`; ``hand``: the :class:`~miho.nets.hand_features.CoarseHand` to use)."""
+    (:func:`coarse_hand_params`; ``hand``: the :class:`~miho.nets.hand_features.CoarseHand` to use).
+    ``coarse``: HoNet's poses for every sample of ``data`` (:func:`coarse_batch`), instead of both."""
     was = model.training
     model.eval()
     idx = torch.arange(len(data)) if idx is None else torch.as_tensor(idx)
@@ -200,8 +226,8 @@ def predict_fields(model: PiCR, data: PiCRData, pose: str = "noisy", batch_size:
     try:
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
-            b = data.batch(chunk, device, pose=pose)
-            _collect(rows, predict_batch(model, b, hand_scale, hand), b, chunk)
+            b, coarse_hand = coarse_batch(data, chunk, device, pose, coarse)
+            _collect(rows, predict_batch(model, b, hand_scale, hand, coarse_hand), b, chunk)
     finally:
         model.train(was)
     return {k: torch.cat(v) for k, v in rows.items()}
@@ -225,11 +251,12 @@ def _collect(rows: dict, field: cpf.CPF, b: dict, chunk: torch.Tensor) -> None:
 
 @torch.no_grad()
 def heuristic_fields(data: PiCRData, hand=None, pose: str = "noisy", batch_size: int = 32, device="cpu",
-                     idx=None, hand_scale: float | None = None) -> dict:  # fmt: skip
+                     idx=None, hand_scale: float | None = None, coarse: dict | None = None) -> dict:  # fmt: skip
     """The distance heuristic, a field that needs no learning: Eq. 4 applied to the coarse hand and
     object (contact within 20 mm of the coarse hand's palm side, the region and elasticity it
     gives); the same keys as :func:`predict_fields`. The hand is at ``hand_scale`` times each
-    sample's fixed disturbance (default 1 with the ``"noisy"`` object pose, 0 with the true one)."""
+    sample's fixed disturbance (default 1 with the ``"noisy"`` object pose, 0 with the true one), or
+    HoNet's where ``coarse`` holds its poses (:func:`coarse_batch`)."""
     from miho.hand import load_hand
 
     hand = (hand or load_hand()).to(device)
@@ -239,8 +266,8 @@ def heuristic_fields(data: PiCRData, hand=None, pose: str = "noisy", batch_size:
     rows: dict[str, list] = {k: [] for k in ("vc", "cr", "ae", "vc_true", "cr_true", "ae_true", "sample")}
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
-        b = data.batch(chunk, device, pose=pose)
-        _collect(rows, heuristic_field(hand, regions, b, scale), b, chunk)
+        b, coarse_hand = coarse_batch(data, chunk, device, pose, coarse)
+        _collect(rows, heuristic_field(hand, regions, b, scale, coarse_hand), b, chunk)
     return {k: torch.cat(v) for k, v in rows.items()}
 
 
@@ -274,36 +301,54 @@ def field_figures(f: dict, t_vc: float = cpf.T_VC) -> dict:
 def train_picr(config: str = "small", settings=None, run_dir="runs/picr-small", resume: bool = False,
                views: int = 8, val_views: int = 2, train_grasps: int | None = None, val_grasps: int | None = None,
                max_points: int = 800, augment_images: bool = True, device: str = "cpu", progress: bool = True,
-               workers: int = 2, variant: str = "paper") -> tuple[PiCR, dict]:  # fmt: skip
-    """Stage 1 of PiCR's training on SynthHO (what ``miho train picr`` runs): ``train`` split at
-    ``views`` views a grasp, validated on ``val`` at ``val_views``; returns the model (the last
-    epoch's weights) and the history. ``train_grasps`` / ``val_grasps`` cap the grasps (small runs).
-    ``variant``: "paper" (image and object) or "hand_aware" (also the coarse hand)."""
+               workers: int = 2, variant: str = "paper", init=None, honet=None) -> tuple[PiCR, dict]:  # fmt: skip
+    """PiCR's training on SynthHO (what ``miho train picr`` runs): ``train`` split at ``views`` views
+    a grasp, validated on ``val`` at ``val_views``; returns the model (the last epoch's weights)
+    and the history. ``train_grasps`` / ``val_grasps`` cap the grasps (small runs).
+    ``variant``: "paper" (image and object) or "hand_aware" (also the coarse hand).
+
+    Stage 1 by default; stage 2 with ``honet`` (a HoNet weights file, e.g. the committed one):
+    the objects (and a hand-aware model's hand) come from that frozen HoNet's predictions, in
+    training and validation. ``init``: weights to start from (stage 2: the stage-1 model)."""
+    from miho.nets.honet import load_honet
     from miho.nets.picr import build_picr
+    from miho.train.checkpoints import file_origin, init_weights
+    from miho.train.honet import predict_honet
     from miho.train.trainer import TrainSettings, train
 
     settings = settings or TrainSettings()
     torch.manual_seed(settings.seed)  # the initial weights
     model = build_picr(config, variant)
+    origin = {"init": init_weights(model, init)} if init is not None else {}
     size = model.config.image_size
     train_data = build_picr_data("train", views, size, grasps=train_grasps, workers=workers, progress=progress)
     val_data = build_picr_data("val", val_views, size, grasps=val_grasps, workers=workers, progress=progress)
-    task = PiCRTask(model, train_data, val_data, max_points=max_points, augment=Augment() if augment_images else None)
+    coarse = val_coarse = None
+    if honet is not None:
+        origin["honet"] = file_origin(honet)
+        net = load_honet(path=honet, device=device)
+        coarse, val_coarse = (predict_honet(net, d, device=device) for d in (train_data, val_data))
+    task = PiCRTask(model, train_data, val_data, max_points=max_points, augment=Augment() if augment_images else None,
+                    coarse=coarse, val_coarse=val_coarse, origin=origin)  # fmt: skip
     history = train(task, settings, run_dir, resume=resume, device=device, progress=progress)
     return model, history
 
 
 def evaluate_picr(model: PiCR, splits=("val", "test-seen", "test"), views: int = 2, heuristic: bool = True,
-                  device="cpu", progress: bool = True, grasps: int | None = None) -> dict:  # fmt: skip
+                  device="cpu", progress: bool = True, grasps: int | None = None, honet=None) -> dict:  # fmt: skip
     """Figures (:func:`field_figures`) of ``model`` and, with ``heuristic``, of the distance heuristic on
-    each split at ``views`` views a grasp, each sample's fixed coarse object (and hand) pose:
-    ``{split: {"picr": {...}, "heuristic": {...}, "samples": n}}``."""
+    each split at ``views`` views a grasp: ``{split: {"picr": {...}, "heuristic": {...}, "samples": n}}``.
+    The coarse object (and hand) is each sample's fixed disturbance, or, with ``honet`` (a
+    :class:`~miho.nets.honet.HoNet`), that network's prediction (stage 2's protocol)."""
+    from miho.train.honet import predict_honet
+
     out = {}
     for split in splits:
         data = build_picr_data(split, views=views, size=model.config.image_size, grasps=grasps, progress=progress)
-        row = {"picr": field_figures(predict_fields(model, data, device=device)), "samples": len(data)}
+        coarse = predict_honet(honet, data, device=device) if honet is not None else None
+        row = {"picr": field_figures(predict_fields(model, data, device=device, coarse=coarse)), "samples": len(data)}
         if heuristic:
-            row["heuristic"] = field_figures(heuristic_fields(data, device=device))
+            row["heuristic"] = field_figures(heuristic_fields(data, device=device, coarse=coarse))
         out[split] = row
     return out
 
@@ -328,29 +373,49 @@ def export_picr(run_dir, out, checkpoint: str = "best.pt", views: int = 2, devic
     configuration, data, training settings, epochs, wall time, machine, commit, the per-epoch
     history and the figures of the exported (fp16) weights with the heuristic's beside them on
     ``val``, ``test-seen`` and ``test``; the VC threshold with the best F1 on ``val`` is stored as
-    ``threshold``; ``note``: what else a reader should know (how the run went). Returns the card."""
+    ``threshold``; ``note``: what else a reader should know (how the run went). Returns the card.
+
+    A stage-2 run (fine-tuned on HoNet's objects) is evaluated on that HoNet's predictions
+    (``figures``, and ``threshold`` from them) and on the fixed disturbances of stage 1
+    (``figures_disturbed``); ``stage1`` keeps the figures of the card of the weights it started
+    from."""
+    import json
     from pathlib import Path
 
+    from miho.nets.honet import load_honet
     from miho.nets.picr import PiCRConfig, load_picr
     from miho.train.checkpoints import export_weights, load_checkpoint, run_card, write_card
 
     state = load_checkpoint(Path(run_dir) / checkpoint)
-    config = state["meta"]["task"]["config"]
+    task = state["meta"]["task"]
+    config, stage = task["config"], task.get("stage", 1)
+    stage1 = None
+    if stage == 2 and Path(task["init"]["path"]).with_suffix(".json").exists():
+        before = json.loads(Path(task["init"]["path"]).with_suffix(".json").read_text())
+        stage1 = {k: before.get(k) for k in ("weights", "epochs", "wall_s", "settings", "commit", "figures",
+                                              "figures_views", "threshold")}  # fmt: skip
     model = PiCR(PiCRConfig.from_dict(config))
     model.load_state_dict(state["model"])
     out = Path(out)
     export_weights(model, out, {"config": config})
-    card = {
-        "model": "PiCR (Yang et al., ICCV 2021, §5.2), stage 1" if not config.get("hand_aware") else
-                 "hand-aware PiCR (PiCR of Yang et al., ICCV 2021, §5.2, also reading the coarse hand; beyond the "
-                 "paper), stage 1",
-        "variant": PiCRConfig.from_dict(config).variant, **run_card(state, out, checkpoint, note),
-    }  # fmt: skip
+    what = (
+        "PiCR (Yang et al., ICCV 2021, §5.2)"
+        if not config.get("hand_aware")
+        else "hand-aware PiCR (PiCR of Yang et al., ICCV 2021, §5.2, also reading the coarse hand; beyond the paper)"
+    )
+    what += ", stage 1" if stage == 1 else ", stage 2 (stage 1 fine-tuned on HoNet's predicted objects, Supp D.1)"
+    card = {"model": what, "variant": PiCRConfig.from_dict(config).variant, "stage": stage,
+            **run_card(state, out, checkpoint, note)}  # fmt: skip
     write_card(out, card)
     exported = load_picr(path=out)
-    figures = evaluate_picr(exported, views=views, device=device, progress=progress)
+    honet = load_honet(path=task["honet"]["path"], device=device) if stage == 2 else None
+    figures = evaluate_picr(exported, views=views, device=device, progress=progress, honet=honet)
     card["figures"] = figures
     card["figures_views"] = views
+    card["figures_coarse"] = "HoNet's predictions" if stage == 2 else "SynthHO's fixed disturbance"
+    if stage == 2:
+        card["figures_disturbed"] = evaluate_picr(exported, views=views, device=device, progress=progress)
+        card["stage1"] = stage1
     card["check"] = check_figures(exported)
     card["check_subset"] = CHECK_SUBSET
     card["threshold"] = figures["val"]["picr"]["best_threshold"]
