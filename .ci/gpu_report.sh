@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks and benchmarks (issues 3 and 11: GeO, SIV, hand, recovery, PiCR) in one command, for a lent GPU machine (its image has torch, numpy
+# The GPU checks and benchmarks (issues 3, 11, 12: GeO, SIV, hand, recovery, PiCR, the pipeline and
+# the whole test-seen evaluation) in one command, for a lent GPU machine (its image has torch, numpy
 # and pytest; no venv is made). From the repository root, e.g. through the device tool:
 #     bash .ci/gpu_report.sh        (COMMIT=<id> names the commit where the tree has no .git)
 # Writes $OUT/gpu_report.md (without $OUT: _build/gpu_report.md): the GPU, the CUDA tests and
@@ -31,12 +32,13 @@ step() {  # step SECONDS COMMAND...: run it, its command and output into the rep
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
   $py -c "import torch; print('torch', torch.__version__, '| CUDA', torch.version.cuda, '|',
                               torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
-  step 120 $py -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_devices.py
-  step 110 $py -m miho.cli bench geo --device "$dev" --batches 1,64,256,1024 --loop
-  step 90 $py -m miho.cli bench geo --device "$dev" --batches 1024 --iterations 400
-  step 50 $py -m miho.cli bench siv --device "$dev" --batch 256
-  step 30 $py -m miho.cli bench hand --device "$dev" --batch 4096
-  step 80 $py -m miho.cli bench recovery --device "$dev"
-  step 70 $py -m miho.cli bench picr --device "$dev" --config paper --batch 64 --amp
+  step 100 $py -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_devices.py
+  step 90 $py -m miho.cli bench geo --device "$dev" --batches 1,64,256,1024 --loop
+  step 40 $py -m miho.cli bench siv --device "$dev" --batch 256
+  step 20 $py -m miho.cli bench hand --device "$dev" --batch 4096
+  step 70 $py -m miho.cli bench recovery --device "$dev"
+  step 60 $py -m miho.cli bench picr --device "$dev" --config paper --batch 64 --amp
   step 30 $py -m miho.cli bench picr --device "$dev" --config small --batch 32
+  step 70 $py -m miho.cli bench pipeline --device "$dev" --batches 1,32,128
+  step 90 $py -m miho.cli evaluate --device "$dev" --split test-seen --batch-size 128 --out "$out/evaluate-test-seen"
 } | tee "$report"

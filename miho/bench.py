@@ -298,8 +298,9 @@ def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int 
                    device: str = "cpu", fields: tuple[str, ...] = PICR_GEO_FIELDS):  # fmt: skip
     """GeO (hand-object mode) from the fixed disturbed starts of ``samples`` grasps of ``split`` (one
     view each, spread evenly over the split), driven by each predictor's field (``fields``, of
-    :data:`PICR_GEO_FIELDS`: the distance heuristic from the coarse hand, the committed paper and
-    hand-aware PiCR models, each at its card's threshold chosen on ``val``, and the true field).
+    :data:`PICR_GEO_FIELDS`: the distance heuristic from the coarse hand, the committed stage-1 paper
+    and hand-aware PiCR models (trained on such disturbed objects), each at its card's threshold
+    chosen on ``val``, and the true field).
     GeO is deterministic, so a run with some of the fields gives the rows a run with all would.
     Returns the :class:`miho.experiments.Ablation` (its ``stats_markdown``: the fractions of
     samples each lowers)."""
@@ -313,7 +314,7 @@ def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int 
     if unknown or not fields:
         raise ValueError(f"fields must be some of {PICR_GEO_FIELDS}, got {fields!r}")
     hand = load_hand(device=device)
-    paper, aware = load_picr(device=device), load_picr(device=device, variant="hand_aware")
+    paper, aware = load_picr(device=device, stage=1), load_picr(device=device, variant="hand_aware", stage=1)
     data = build_picr_data(split, views=1, size=paper.config.image_size, progress=False)
     idx = torch.linspace(0, len(data) - 1, min(samples, len(data))).round().long()
     b = data.batch(idx, device, pose="noisy")
@@ -323,7 +324,7 @@ def bench_picr_geo(split: str = "test-seen", samples: int = 32, iterations: int 
     for name, model in (("paper", paper), ("hand_aware", aware)):
         if name in fields:
             label = "PiCR's field" if name == "paper" else "hand-aware PiCR's field"
-            chosen[label] = (predict_batch(model, b), {"t_vc": picr_card(variant=name)["threshold"]})
+            chosen[label] = (predict_batch(model, b), {"t_vc": picr_card(variant=name, stage=1)["threshold"]})
     if "truth" in fields:
         chosen["the true field"] = cpf.CPF(b["vc"], b["cr"], b["ae"])
     return experiments.field_study(hand, data.batch(idx, device), chosen, iterations=iterations,
@@ -368,7 +369,7 @@ HAND_STUDY_CHECK = {"splits": ["test-seen"], "scales": [2.0], "views": 1, "grasp
 
 
 def bench_picr_hand(views: int = 2, device: str = "cpu", progress: bool = True) -> dict:
-    """Issue 16's study with the committed models (:func:`miho.train.picr.hand_study`): the distance
+    """Issue 16's study with the committed stage-1 models (:func:`miho.train.picr.hand_study`): the distance
     heuristic, the paper's PiCR and the hand-aware PiCR on ``test-seen`` and ``test`` at every hand
     disturbance scale, each model at its card's threshold; plus the same on
     :data:`HAND_STUDY_CHECK` (what a test re-measures). Returns the study with its provenance."""
@@ -376,9 +377,9 @@ def bench_picr_hand(views: int = 2, device: str = "cpu", progress: bool = True) 
     from miho.train.checkpoints import git_commit
     from miho.train.picr import hand_study
 
-    models = {"PiCR (paper)": load_picr(device=device),
-              "hand-aware PiCR": load_picr(device=device, variant="hand_aware")}  # fmt: skip
-    thresholds = {name: picr_card(variant=m.config.variant)["threshold"] for name, m in models.items()}
+    models = {"PiCR (paper)": load_picr(device=device, stage=1),
+              "hand-aware PiCR": load_picr(device=device, variant="hand_aware", stage=1)}  # fmt: skip
+    thresholds = {name: picr_card(variant=m.config.variant, stage=1)["threshold"] for name, m in models.items()}
     t0 = time.perf_counter()
     study = hand_study(models, thresholds, views=views, device=device, progress=progress)
     wall = time.perf_counter() - t0

@@ -36,18 +36,21 @@ iterations (:func:`find_neighbours`). :data:`BASELINES` holds the settings of th
 ablations and :data:`GRASP_SYNTHESIS` those of Supp C.2 (attraction of Hasson et al. + E_rpl +
 L_anat, hand only), used to make grasps without a known CPF.
 
-E_rpl's pairs. The paper's Eq. 3 sums the repulsive springs over every (hand vertex, object
-vertex) pair closer than t_rpl = 20 mm, and that is the default (``rpl_neighbours=None``: pairs
-searched within ``rpl_search`` = 24 mm, counted within t_rpl at each iteration). The search is
-redone at each refresh and also as soon as the hand's and the object's largest vertex
-displacements since the last search add up to more than the margin ``rpl_search - t_rpl``: a
-pair within t_rpl now was then within t_rpl + margin, so none is ever missed, and the sum is
-Eq. 3 exactly. (Until 2026-12-07 the search radius was the official code's 30 mm with a refresh
-every 10 iterations and no such check: twice as many pairs, 430 000 a sample on disturbed
-SynthHO grasps against 218 000 within 24 mm and 123 000 that count, for the same result: 80
-iterations on 4 such grasps end on the same vertices, bit for bit, at 80 ms an iteration against
-103 on an otherwise idle 2-core CPU. A 21 mm search, with its 1 mm margin, searches so often that
-it is slower than either.)
+E_rpl's pairs. The paper's Eq. 3 sums the repulsive springs over every (hand vertex, object vertex)
+pair closer than t_rpl = 20 mm, and that is the default (``rpl_neighbours=None``: pairs searched
+within ``rpl_search`` = 24 mm, counted within t_rpl at each iteration). A sample's pairs are
+searched again (:func:`refresh_pairs`, that sample alone) as soon as its hand's and its object's
+largest vertex displacements since its last search add up to more than the margin ``rpl_search -
+t_rpl``: a pair within t_rpl now was then within t_rpl + margin, so none is ever missed, and the sum
+is Eq. 3 exactly. (From HoNet's starts, centimetres from any grasp, GeO moves fingertips by
+millimetres an iteration, nearly every sample drifts past the margin every iteration or two, and the
+searches took about 75 % of GeO's time in a profile of 8 such samples, with the whole batch searched
+again as soon as one sample drifted, as until 2026-12-07 evening, or only the drifted ones alike.)
+(Until 2026-12-07 the search radius was the official code's 30 mm with a refresh every 10 iterations
+and no such check: twice as many pairs, 430 000 a sample on disturbed SynthHO grasps against 218 000
+within 24 mm and 123 000 that count, for the same result: 80 iterations on 4 such grasps end on the
+same vertices, bit for bit, at 80 ms an iteration against 103 on an otherwise idle 2-core CPU. A 21
+mm search, with its 1 mm margin, searches so often that it is slower than either.)
 The official code keeps only each object vertex's 50 nearest hand vertices
 (``rpl_neighbours=50``, this package's default before issue 10). Where a hand touches an object,
 120-330 hand vertices lie within 20 mm of an object vertex, so the cap drops most pairs and,
@@ -254,10 +257,12 @@ class Frame:
         return (self.hand_verts - torch.gather(self.obj_verts, 1, j)).norm(dim=-1)
 
 
-def find_neighbours(p: Problem, hand_verts: torch.Tensor, obj_verts: torch.Tensor, normals: torch.Tensor) -> Neighbours:
+def find_neighbours(p: Problem, hand_verts: torch.Tensor, obj_verts: torch.Tensor, normals: torch.Tensor,
+                    pairs: torch.Tensor | None = None) -> Neighbours:  # fmt: skip
     """The searches the chosen terms need (see :class:`Neighbours`), without gradient; GeO
-    refreshes them every ``cfg.rpl_refresh`` iterations."""
-    cfg, found = p.cfg, Neighbours()
+    refreshes them every ``cfg.rpl_refresh`` iterations. ``pairs``: E_rpl's pairs to keep rather
+    than search again (GeO keeps them up to date with :func:`refresh_pairs`)."""
+    cfg, found = p.cfg, Neighbours(pairs=pairs)
     with torch.no_grad():
         if "obman" in (cfg.contact, cfg.repulsion):
             omask = p.objects.vert_mask
@@ -269,21 +274,39 @@ def find_neighbours(p: Problem, hand_verts: torch.Tensor, obj_verts: torch.Tenso
                 found.inside, found.nearest = w.abs() > 0.5, nearest_vertex(hand_verts, obj_verts, omask)
         if cfg.repulsion == "cpf":
             if cfg.rpl_neighbours is None:
-                found.pairs = pairs_within(hand_verts, obj_verts, p.objects.vert_mask, cfg.rpl_search)
+                if pairs is None:
+                    found.pairs = pairs_within(hand_verts, obj_verts, p.objects.vert_mask, cfg.rpl_search)
             else:
                 found.hand_index = cpf_mod.nearest_hand_vertices(hand_verts, obj_verts, cfg.rpl_neighbours)[0]
     return found
 
 
-def _drifted(searched, hand_verts: torch.Tensor, obj_verts: torch.Tensor, obj_mask: torch.Tensor,
-             cfg: GeOConfig) -> bool:  # fmt: skip
-    """Whether some sample's hand and object moved, together, by more than ``rpl_search - t_rpl``
-    since the vertices ``searched`` (see "E_rpl's pairs" in the module docstring)."""
+def drifted(searched, hand_verts: torch.Tensor, obj_verts: torch.Tensor, obj_mask: torch.Tensor,
+            cfg: GeOConfig) -> torch.Tensor:  # fmt: skip
+    """(B,) bool: the samples whose hand and object moved, together, by more than
+    ``rpl_search - t_rpl`` since the vertices ``searched`` (see "E_rpl's pairs" in the module
+    docstring)."""
     hand0, obj0 = searched
     with torch.no_grad():
         moved = (hand_verts - hand0).norm(dim=-1).amax(1)
         moved = moved + torch.where(obj_mask, (obj_verts - obj0).norm(dim=-1), 0.0).amax(1)
-    return bool((moved > cfg.rpl_search - cfg.t_rpl).any())
+    return moved > cfg.rpl_search - cfg.t_rpl
+
+
+def refresh_pairs(pairs: torch.Tensor, redo: torch.Tensor, hand_verts: torch.Tensor, obj_verts: torch.Tensor,
+                  obj_mask: torch.Tensor, radius: float) -> torch.Tensor:  # fmt: skip
+    """E_rpl's pairs (:func:`pairs_within`'s rows) with those of the samples ``redo`` ((B,) bool)
+    searched again at the current vertices; the others kept. The rows come in the order a search
+    of the whole batch gives (sample, object vertex, hand vertex), so the energy's sums do too."""
+    N, V = obj_verts.shape[1], hand_verts.shape[1]
+    idx = redo.nonzero()[:, 0]
+    local = pairs_within(hand_verts[idx], obj_verts[idx], obj_mask[idx], radius)
+    s_local = local[0]
+    s = idx[s_local]
+    j, i = local[1] - s_local * N, local[2] - s_local * V
+    merged = torch.cat((pairs[:, ~redo[pairs[0]]], torch.stack((s, s * N + j, s * V + i))), 1)
+    order = torch.argsort(merged[1] * V + (merged[2] - merged[0] * V))
+    return merged[:, order]
 
 
 def cpf_contact(p: Problem, f: Frame) -> torch.Tensor:
@@ -558,13 +581,22 @@ def optimize(
         return full_pose, out, R, ov
 
     every_pair = cfg.repulsion == "cpf" and cfg.rpl_neighbours is None
-    searched = None  # hand and object vertices at the last search of E_rpl's pairs
+    searched = None  # each sample's hand and object vertices at the last search of its E_rpl pairs
+    found = Neighbours()
     for it in tqdm(range(cfg.iterations), disable=not cfg.progress, desc="GeO", leave=False):
         full_pose, out, R, ov = current()
         normals = vertex_normals(ov, objects.faces, objects.face_mask)
-        if it % cfg.rpl_refresh == 0 or (every_pair and _drifted(searched, out.vertices, ov, omask, cfg)):
-            found = find_neighbours(problem, out.vertices, ov, normals)
-            searched = (out.vertices.detach(), ov.detach())
+        if it % cfg.rpl_refresh == 0:
+            found = find_neighbours(problem, out.vertices, ov, normals, found.pairs)
+            if not it:
+                searched = (out.vertices.detach(), ov.detach())
+        if every_pair and it:
+            redo = drifted(searched, out.vertices, ov, omask, cfg)
+            if bool(redo.any()):
+                found.pairs = refresh_pairs(found.pairs, redo, out.vertices.detach(), ov.detach(), omask,
+                                            cfg.rpl_search)  # fmt: skip
+                now = (out.vertices.detach(), ov.detach())
+                searched = tuple(torch.where(redo[:, None, None], a, b) for a, b in zip(now, searched))
         frame = Frame(out.vertices, ov, normals, found)
         terms = dict(contact=contact_energy(problem, frame), repulsion=repulsion_energy(problem, frame),
                      anat=amano.anatomical_loss(full_pose, rest),

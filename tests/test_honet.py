@@ -247,13 +247,17 @@ def test_ddp_two_processes_equal_one_process_with_the_whole_batch(tiny_data, tmp
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 
 
-def test_committed_model_reproduces_its_check_figures():
-    """The committed HoNet, re-evaluated on its card's check subset (the first 24 grasps of ``val``,
-    one view each), gives the card's figures to 0.05 mm."""
-    card = honet_card()
-    model = load_honet()
+@pytest.mark.parametrize("variant", ["honet", "obman"])
+def test_committed_model_reproduces_its_check_figures(variant):
+    """The committed HoNet and ObMan*, re-evaluated on their cards' check subset (the first 24
+    grasps of ``val``, one view each), give the cards' figures to 0.05 mm."""
+    card = honet_card(variant=variant)
+    model = load_honet(variant=variant)
     assert not model.training and model.config == HoNetConfig.from_dict(card["config"])
     got = check_figures(model)
     assert got["samples"] == card["check"]["samples"]
     for k in ("hand_mpjpe", "hand_mpvpe", "hand_mpjpe_rr", "obj_mpvpe"):
         assert got[k] == pytest.approx(card["check"][k], abs=0.05), k
+    if variant == "obman":  # trained with the contact terms, from the committed HoNet
+        assert card["task"]["weights"]["attraction"] > 0 and card["task"]["weights"]["repulsion"] > 0
+        assert card["task"]["init"]["path"].endswith("honet_small.pt")

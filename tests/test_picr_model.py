@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from miho.bench import HAND_STUDY_CHECK
-from miho.nets.picr import ASSETS, CONFIGS, PiCR, PiCRConfig, load_picr, picr_card
-from miho.train.checkpoints import export_weights
+from miho.nets.honet import asset_path as honet_asset_path
+from miho.nets.picr import ASSETS, CONFIGS, PiCR, PiCRConfig, asset_path, load_picr, picr_card
+from miho.train.checkpoints import export_weights, file_origin
 from miho.train.picr import CHECK_SUBSET, check_figures, hand_study, load_hand_study
 
 torch.set_num_threads(2)
@@ -18,10 +19,11 @@ torch.set_num_threads(2)
 VARIANTS = ["paper", "hand_aware"]
 
 
+@pytest.mark.parametrize("stage", [1, 2])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_committed_model_loads_and_matches_its_card(variant):
-    model = load_picr(variant=variant)
-    card = picr_card(variant=variant)
+def test_committed_model_loads_and_matches_its_card(variant, stage):
+    model = load_picr(variant=variant, stage=stage)
+    card = picr_card(variant=variant, stage=stage)
     assert not model.training and model.config == PiCRConfig.from_dict(card["config"])
     assert model.config.name == "small" and model.config.variant == variant
     weights = ASSETS / card["weights"]
@@ -31,15 +33,22 @@ def test_committed_model_loads_and_matches_its_card(variant):
     assert card["data"]["split"] == "train" and card["data"]["views"] >= 8
     assert card["val_data"]["split"] == "val"
     assert set(card["figures"]) == {"val", "test-seen", "test"}
+    assert card["stage"] == stage
+    if stage == 2:  # Supp D.1: the committed stage-1 model fine-tuned on the committed HoNet's predictions
+        assert card["task"]["init"]["sha256"] == file_origin(asset_path("small", variant, 1))["sha256"]
+        assert card["task"]["honet"]["sha256"] == file_origin(honet_asset_path("small"))["sha256"]
+        assert card["stage1"]["figures"] == picr_card(variant=variant, stage=1)["figures"]
+        assert set(card["figures_disturbed"]) == {"val", "test-seen", "test"}
 
 
+@pytest.mark.parametrize("stage", [1, 2])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_committed_model_reproduces_its_check_figures(variant):
+def test_committed_model_reproduces_its_check_figures(variant, stage):
     """Tolerance 0.005 on each figure (the same fp16 weights and the same rendered samples give the
     same numbers up to float summation order)."""
-    card = picr_card(variant=variant)
+    card = picr_card(variant=variant, stage=stage)
     assert card["check_subset"] == CHECK_SUBSET
-    got = check_figures(load_picr(variant=variant))
+    got = check_figures(load_picr(variant=variant, stage=stage))
     for k in ("precision", "recall", "f1", "best_f1", "cr_accuracy", "ae_mae"):
         assert got[k] == pytest.approx(card["check"][k], abs=5e-3), k
     assert got["vertices"] == card["check"]["vertices"]
@@ -63,7 +72,7 @@ def test_committed_hand_study_reproduces_its_check_slice():
     every scale on both test splits, the paper's PiCR the same at every scale (it reads no hand)."""
     committed = load_hand_study()
     assert committed["check_subset"] == HAND_STUDY_CHECK
-    models = {"PiCR (paper)": load_picr(), "hand-aware PiCR": load_picr(variant="hand_aware")}
+    models = {"PiCR (paper)": load_picr(stage=1), "hand-aware PiCR": load_picr(variant="hand_aware", stage=1)}
     again = hand_study(models, committed["thresholds"], progress=False, **HAND_STUDY_CHECK)
     for split, res in again.items():
         for new, old in zip(res["rows"], committed["check"][split]["rows"], strict=True):

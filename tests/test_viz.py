@@ -166,3 +166,122 @@ def test_metric_figures_draw_what_the_metrics_measure(hand):
     np.testing.assert_allclose(np.linalg.norm(ends - starts, axis=1), dist[0].numpy(), atol=1e-9)  # ...at the closest
     dd = metrics.disjointedness(hv[None], tips, objs).item()
     assert fig.layout.title.text.startswith(f"disjointedness: {dd:.1f} mm (mean over {int(tips.sum())} ")
+
+
+# ---------------------------------------------------------------------- MIHO end to end
+@pytest.fixture(scope="module")
+def pipeline_run(hand):
+    """Two held-out samples through untrained tiny networks and a few GeO iterations (the plumbing
+    of the figures, not the quality of the networks)."""
+    from miho.nets.honet import build_honet
+    from miho.nets.picr import build_picr
+    from miho.pipeline import Reconstruction, estimate, refine
+    from miho.train.picr_data import build_picr_data
+    from miho.viz import pipeline_figures as pe
+
+    torch.manual_seed(0)
+    data = build_picr_data("val", views=1, size=64, grasps=2, workers=0, progress=False)
+    b = data.batch(torch.arange(2))
+    honet, picr = build_honet("tiny").eval(), build_picr("tiny").eval()
+    objects, _ = pe.batch_objects(b)
+    coarse, posed, field = estimate(b["image"], b["K"], objects, honet, picr, hand)
+    refined = refine(coarse, posed, field, "hand-object", hand, 0.3, 4, record_every=2)
+    return dict(data=data, b=b, honet=honet, picr=picr, recon=Reconstruction(coarse, posed, field, refined))
+
+
+def test_project_uses_the_intrinsics():
+    from miho.viz.pipeline_figures import project
+
+    K = torch.tensor([[100.0, 0.0, 32.0], [0.0, 120.0, 30.0], [0.0, 0.0, 1.0]])
+    uv = project(torch.tensor([[0.0, 0.0, 0.5], [0.05, -0.1, 0.5], [0.0, 0.0, -0.5]]), K)
+    np.testing.assert_allclose(uv[:2], [[32.0, 30.0], [42.0, 6.0]], atol=1e-9)  # 100 * 0.05 / 0.5 = 10 px right
+    assert np.isnan(uv[2]).all()  # behind the camera
+    with pytest.raises(ValueError, match="project needs"):
+        project(torch.zeros(4, 2), K)
+
+
+def test_overlay_figure_projects_each_layer(pipeline_run):
+    from miho.viz.pipeline_figures import overlay_figure, project
+
+    b, r = pipeline_run["b"], pipeline_run["recon"]
+    hand_verts = r.coarse["hand_verts"][0]
+    fig = overlay_figure(b["image"][0], b["K"][0], {"hand": (hand_verts, "red"), "object": (b["obj_verts"][0], "blue")},
+                         max_points=50)  # fmt: skip
+    assert [t.type for t in fig.data] == ["image", "image", "scatter", "scatter"]
+    assert fig.data[0].x0 == 0.5  # pixel centres at integer + 0.5, as the intrinsics
+    hand_trace = fig.data[2]
+    assert hand_trace.name == "hand" and len(hand_trace.x) == 50
+    np.testing.assert_allclose([hand_trace.x[0], hand_trace.y[0]], project(hand_verts[:1], b["K"][0])[0], rtol=1e-6)
+    obj = project(b["obj_verts"][0][b["obj_mask"][0]], b["K"][0])
+    assert (obj > 0).all() and (obj < 64).all()  # the true object is in the image it was rendered into
+    assert fig.layout.xaxis.title.text == "u (pixels)" and list(fig.layout.xaxis.range) == [0, 64]
+
+
+def test_field_figure_paints_the_probabilities(pipeline_run, hand):
+    from miho.viz.pipeline_figures import field_figure
+
+    b, r = pipeline_run["b"], pipeline_run["recon"]
+    n, nf = int(b["obj_mask"][0].sum()), int(b["obj_face_mask"][0].sum())
+    fig = field_figure(r.objects.verts[0, :n], b["obj_faces"][0, :nf], r.field.vc[0, :n], r.coarse["hand_verts"][0],
+                       hand.faces, true_vc=b["vc"][0, :n])  # fmt: skip
+    assert len(fig.data) == 4 and fig.data[0].showscale and not fig.data[2].showscale
+    np.testing.assert_allclose(np.asarray(fig.data[0].intensity), r.field.vc[0, :n].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(fig.data[2].intensity), b["vc"][0, :n].numpy())
+    assert fig.layout.scene.xaxis.title.text == "x (mm)" and fig.data[0].cmax == 1.0
+    assert len(field_figure(r.objects.verts[0, :n], b["obj_faces"][0, :nf], r.field.vc[0, :n]).data) == 1
+
+
+def test_score_and_metrics_markdown(pipeline_run, hand):
+    from miho import metrics
+    from miho.viz.pipeline_figures import metrics_markdown, score, take
+
+    b, r = pipeline_run["b"], pipeline_run["recon"]
+    tables = score(hand, r, b, resolution=16, truth=True)
+    assert list(tables) == ["HoNet", "after GeO", "truth"]
+    truth = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).vertices
+    expected = metrics.mpvpe(r.coarse["hand_verts"], truth)
+    np.testing.assert_allclose(tables["HoNet"]["HE"].numpy(), expected.double().numpy(), rtol=1e-5)
+    assert float(tables["truth"]["HE"].abs().max()) < 1e-6 and float(tables["truth"]["OE"].abs().max()) < 1e-6
+    text = metrics_markdown(tables, first="setting")
+    lines = text.splitlines()
+    assert lines[0].startswith("| setting | HE (mm) | OE (mm) |") and "SIV (cm^3)" in lines[0] and len(lines) == 5
+    assert f"| HoNet | {tables['HoNet'].mean()['HE']:.1f} |" in text
+    one = metrics_markdown({"HoNet": tables["HoNet"]}, sample=1)
+    assert f"| HoNet | {float(tables['HoNet']['HE'][1]):.1f} |" in one
+    with pytest.raises(ValueError):
+        metrics_markdown({})
+    row = take(tables["HoNet"], 1)
+    assert len(row) == 1 and row.units == tables["HoNet"].units and row.mean()["HE"] == float(tables["HoNet"]["HE"][1])
+
+
+def test_samples_slider_and_trajectory(pipeline_run, hand):
+    from miho.viz.pipeline_figures import samples_slider_figure
+
+    b, r = pipeline_run["b"], pipeline_run["recon"]
+    truth = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).vertices
+    fig = samples_slider_figure(hand.faces, r, truth, labels=["a", "b"])
+    assert len(fig.frames) == 2 and [s.label for s in fig.layout.sliders[0].steps] == ["a", "b"]
+    assert len(fig.data) == 6 and all(len(f.data) == 6 for f in fig.frames)
+    refined_hand = fig.frames[1].data[3]
+    np.testing.assert_allclose(np.asarray(refined_hand.x), 1000 * r.refined.hand_verts[1, :, 0].numpy(), rtol=1e-5)
+    assert r.refined.trajectory["hand"].shape[0] == 3  # record_every=2 over 4 iterations: 0, 2 and the end
+    with pytest.raises(ValueError, match="labels"):
+        samples_slider_figure(hand.faces, r, truth, labels=["a"])
+
+
+def test_run_sample_and_explorer(pipeline_run, hand):
+    from miho.viz import pipeline_figures as pe
+
+    s = pipeline_run
+    fig, text = pe.run_sample(s["data"], 1, "hand", s["honet"], s["picr"], hand, t_vc=0.3, iterations=2, resolution=16)
+    names = pe.sample_names(s["data"])
+    assert len(names) == 2 and names[1] == f"1: {s['data'].names[int(s['data'].obj_of_grasp[s['data'].grasp[1]])]}"
+    assert len(fig.data) == 5 and text.startswith(f"sample {names[1]}: GeO in hand mode") and "| after GeO |" in text
+    with pytest.raises(ValueError, match="index"):
+        pe.run_sample(s["data"], 2, "hand", s["honet"], s["picr"], hand, t_vc=0.3)
+    pytest.importorskip("ipywidgets")
+    box = pe.pipeline_explorer(s["data"], s["honet"], s["picr"], hand, t_vc=0.3, iterations=2, resolution=16)
+    controls = box.children[0].children + box.children[1].children
+    assert [c.description for c in controls] == ["sample", "GeO mode", "iterations", "Run MIHO"]
+    controls[2].value = 0  # no GeO iterations: quick
+    box.run()

@@ -279,16 +279,22 @@ def build_picr(config: str | PiCRConfig = "small", variant: str | None = None) -
     return PiCR(config)
 
 
-def asset_path(name: str = "small", variant: str = "paper") -> Path:
-    """Where the committed model ``name`` of ``variant`` lives: ``miho/assets/picr_<name>.pt`` (the
-    paper's) or ``picr_<name>_hand_aware.pt``."""
+def asset_path(name: str = "small", variant: str = "paper", stage: int = 2) -> Path:
+    """Where the committed model ``name`` of ``variant`` and training ``stage`` lives:
+    ``miho/assets/picr_<name>[_hand_aware][_stage1].pt``. Stage 2 (the default, what the pipeline
+    uses) is fine-tuned on HoNet's predicted objects; stage 1 was trained on disturbed true
+    objects, the protocol the PiCR chapter and its studies use (Supp D.1)."""
     _check_variant(variant)
-    return ASSETS / (f"picr_{name}.pt" if variant == "paper" else f"picr_{name}_{variant}.pt")
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    return ASSETS / (f"picr_{name}" + ("" if variant == "paper" else f"_{variant}") + ("_stage1" if stage == 1 else "")
+                     + ".pt")  # fmt: skip
 
 
-def picr_card(name: str = "small", path: str | Path | None = None, variant: str = "paper") -> dict:
-    """The model card (JSON) of the committed PiCR model ``name`` of ``variant`` (or of the weights at ``path``)."""
-    weights = Path(path) if path is not None else asset_path(name, variant)
+def picr_card(name: str = "small", path: str | Path | None = None, variant: str = "paper", stage: int = 2) -> dict:
+    """The model card (JSON) of the committed PiCR model ``name`` of ``variant`` and ``stage`` (or of
+    the weights at ``path``)."""
+    weights = Path(path) if path is not None else asset_path(name, variant, stage)
     card = weights.with_suffix(".json")
     if not card.exists():
         raise ValueError(f"no model card at {card}: export a trained run with `miho export picr`")
@@ -296,7 +302,7 @@ def picr_card(name: str = "small", path: str | Path | None = None, variant: str 
 
 
 def load_picr(name: str = "small", device: str | torch.device = "cpu", path: str | Path | None = None,
-              variant: str | None = None) -> PiCR:  # fmt: skip
+              variant: str | None = None, stage: int = 2) -> PiCR:  # fmt: skip
     """The committed PiCR model (eval mode), as ``load_hand()`` loads the hand.
 
     Args:
@@ -307,6 +313,8 @@ def load_picr(name: str = "small", device: str | torch.device = "cpu", path: str
             (its card beside it, same stem, ``.json``).
         variant: "paper" (the default for a committed model) or "hand_aware"; with ``path``, the
             variant the file must hold (None: whichever it holds).
+        stage: the committed model's training stage (:func:`asset_path`): 2, fine-tuned on HoNet's
+            objects (the pipeline's), or 1, trained on disturbed true objects.
 
     Raises:
         ValueError: no such model, weights of the other variant, a card that does not match the
@@ -315,7 +323,7 @@ def load_picr(name: str = "small", device: str | torch.device = "cpu", path: str
     from miho.train.checkpoints import load_weights
 
     if path is None:
-        weights = asset_path(name, variant or "paper")
+        weights = asset_path(name, variant or "paper", stage)
         if not weights.exists():
             raise ValueError(f"no PiCR model at {weights}: train one with `miho train picr` (committed models: "
                              f"{sorted(p.stem for p in ASSETS.glob('picr_*.pt'))})")  # fmt: skip
