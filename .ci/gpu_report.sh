@@ -7,6 +7,8 @@
 # the benchmark tables for README "On a GPU machine", each with the command that made it.
 # At most 580 s (one device call may run 600 s): every step has its own time limit, so that one
 # slow step cannot take the others down with it. DEVICE=cpu runs the same steps on the CPU.
+# The pipeline steps (bench pipeline, evaluate) read SynthHO's images from .gpu-cache: prepare it
+# here with `bash .ci/gpu_cache.sh` and carry it (the GPU image has no pybullet to render them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-_build}
@@ -39,6 +41,7 @@ step() {  # step SECONDS COMMAND...: run it, its command and output into the rep
   step 70 $py -m miho.cli bench recovery --device "$dev"
   step 60 $py -m miho.cli bench picr --device "$dev" --config paper --batch 64 --amp
   step 30 $py -m miho.cli bench picr --device "$dev" --config small --batch 32
-  step 70 $py -m miho.cli bench pipeline --device "$dev" --batches 1,32,128
-  step 90 $py -m miho.cli evaluate --device "$dev" --split test-seen --batch-size 128 --out "$out/evaluate-test-seen"
+  export MIHO_CACHE=${MIHO_CACHE:-$PWD/.gpu-cache}
+  step 70 $py -m miho.cli bench pipeline --device "$dev" --batches 1,32
+  step 90 $py -m miho.cli evaluate --device "$dev" --split test-seen --views 1 --batch-size 128 --out "$out/evaluate-test-seen"
 } | tee "$report"
