@@ -44,7 +44,8 @@ _MODES = {"miho-hand": "hand", "miho-hand-object": "hand-object"}
 
 
 #: the stages :func:`evaluate_split` times: HoNet, ObMan*, PiCR, GeO in each mode, the metrics
-STAGES = ("honet", "obman", "picr", "miho-hand", "miho-hand-object", "metrics")
+#: (HE, OE, PD, SIV, DD) and, with ``simulate``, the simulations of SD
+STAGES = ("honet", "obman", "picr", "miho-hand", "miho-hand-object", "metrics", "simulate")
 
 
 class StageClock:
@@ -163,11 +164,13 @@ def evaluate_split(split: str = "test-seen", out_dir: str | Path = "runs/evaluat
             outputs["truth"] = (true_hand, truth_objects)
         for s, (hand_verts, objs) in outputs.items():
             with clock("metrics"):
-                table = metrics.evaluate(hand_verts, objs, hand=hand, gt_hand_verts=true_hand,
-                                         gt_obj_verts=b["obj_verts"], resolution=resolution,
-                                         simulate=simulate)  # fmt: skip
+                columns = metrics.evaluate(hand_verts, objs, hand=hand, gt_hand_verts=true_hand,
+                                           gt_obj_verts=b["obj_verts"], resolution=resolution).columns  # fmt: skip
+            if simulate:
+                with clock("simulate"):
+                    columns = {**columns, **metrics.simulation_columns(hand.closed(hand_verts), objs)}
             for j, i in enumerate(chunk.tolist()):
-                rows.append({"sample": i, "setting": s, **{k: float(v[j]) for k, v in table.columns.items()}})
+                rows.append({"sample": i, "setting": s, **{k: float(v[j]) for k, v in columns.items()}})
         with files.atomic_write(mine, suffix=".json") as tmp:
             Path(tmp).write_text(json.dumps(rows))
         bar.update(len(chunk))

@@ -347,26 +347,47 @@ def evaluate(
     cols["SIV"] = solid_intersection_volume(cv, cf, objects, resolution=resolution, cache=voxel_cache)
     cols["DD"] = disjointedness(hand_verts, tip_mask, objects)
     if simulate:
-        from miho.simulation import simulation_displacement
-
-        meshes = [objects.mesh(b) for b in range(B)]
-        sd = []
-        if B:
-            sd = simulation_displacement(
-                cv.detach().cpu().double().numpy(),
-                cf.cpu().numpy() if cf.dim() == 2 else [f.cpu().numpy() for f in cf],
-                [v.detach().cpu().double().numpy() for v, _ in meshes],
-                [f.cpu().numpy() for _, f in meshes],
-                settings=sim_settings,
-                per_run=True,
-                **(sim_options or {}),
-            )
-        runs = torch.as_tensor(sd, dtype=torch.float64).reshape(B, -1)
-        cols["SD"] = runs.mean(1)
-        if runs.shape[1] > 1:  # jittered runs (the default): their spread too
-            cols["SD std"] = runs.std(1, unbiased=False)
+        cols.update(simulation_columns((cv, cf), objects, sim_settings, sim_options))
     cols = {k: v.detach().cpu().double() for k, v in cols.items()}
     return MetricTable(cols, {k: _UNITS[k] for k in cols})
+
+
+def simulation_columns(closed_hand: tuple, objects: Meshes, sim_settings=None,
+                       sim_options: dict | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """SD of B grasps (:func:`miho.simulation.simulation_displacement`, CPU processes), the column
+    :func:`evaluate` adds with ``simulate``.
+
+    Args:
+        closed_hand: (verts (B, Vc, 3), faces (Fc, 3) or (B, Fc, 3)) of the closed hands, metres.
+        objects: the B objects (:class:`miho.mesh.Meshes`), metres.
+        sim_settings, sim_options: as :func:`evaluate`'s.
+
+    Returns:
+        ``"SD"`` (B,) mm, the mean over the runs, and ``"SD std"`` (B,) mm, their spread, when the
+        settings make several (jittered) runs a grasp.
+    """
+    from miho.simulation import simulation_displacement
+
+    cv, cf = closed_hand
+    B = cv.shape[0]
+    check_meshes("objects", objects, B, cv.device)
+    meshes = [objects.mesh(b) for b in range(B)]
+    sd = []
+    if B:
+        sd = simulation_displacement(
+            cv.detach().cpu().double().numpy(),
+            cf.cpu().numpy() if cf.dim() == 2 else [f.cpu().numpy() for f in cf],
+            [v.detach().cpu().double().numpy() for v, _ in meshes],
+            [f.cpu().numpy() for _, f in meshes],
+            settings=sim_settings,
+            per_run=True,
+            **(sim_options or {}),
+        )
+    runs = torch.as_tensor(sd, dtype=torch.float64).reshape(B, -1)
+    cols = {"SD": runs.mean(1)}
+    if runs.shape[1] > 1:  # jittered runs (the default): their spread too
+        cols["SD std"] = runs.std(1, unbiased=False)
+    return cols
 
 
 __all__ = [
@@ -378,6 +399,7 @@ __all__ = [
     "evaluate",
     "mpvpe",
     "penetration_depth",
+    "simulation_columns",
     "solid_intersection_volume",
     "vertex_penetration",
 ]
