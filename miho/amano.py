@@ -190,9 +190,9 @@ def compose(tsb: torch.Tensor, rest: torch.Tensor, wrist: torch.Tensor | None = 
     return torch.cat((wrist[:, None].to(joints.dtype), joints), 1)
 
 
-def anatomical_loss(pose: torch.Tensor, rest: torch.Tensor, limits: torch.Tensor | None = None) -> torch.Tensor:
-    """L_anat (Eq. 10, per-joint limits): (B,) sum over joints and axes of the distance of each
-    (twist, splay, bend) angle component to its allowed interval, in radians.
+def limit_violations(pose: torch.Tensor, rest: torch.Tensor, limits: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 15, 3): the distance of each joint's (twist, splay, bend) angle component to its
+    allowed interval, radians (0 inside it).
 
     Args:
         pose: (B, 16, 3) axis-angle pose. rest: (B or 1, 16, 3, 3) rest frames.
@@ -203,8 +203,13 @@ def anatomical_loss(pose: torch.Tensor, rest: torch.Tensor, limits: torch.Tensor
         limits = torch.deg2rad(ANATOMICAL_LIMITS_DEG)
     check_tensor("limits", limits, (NUM_JOINTS - 1, 3, 2), finite=False)  # infinite bounds are allowed
     limits = limits.to(dtype=c.dtype, device=c.device)
-    over = (c - limits[..., 1]).clamp_min(0) + (limits[..., 0] - c).clamp_min(0)
-    return over.sum((1, 2))
+    return (c - limits[..., 1]).clamp_min(0) + (limits[..., 0] - c).clamp_min(0)
+
+
+def anatomical_loss(pose: torch.Tensor, rest: torch.Tensor, limits: torch.Tensor | None = None) -> torch.Tensor:
+    """L_anat (Eq. 10, per-joint limits): (B,) sum over joints and axes of
+    :func:`limit_violations`, radians (arguments as there)."""
+    return limit_violations(pose, rest, limits).sum((1, 2))
 
 
 def fit_to_joints(

@@ -3,6 +3,8 @@
 miho info [--hand anny|mano] [--mano-path PATH]   describe a hand model, its regions and anchors
 miho bench hand|geo|recovery|siv|render|synth|...      time a hot path, run an experiment (--help)
                   ...|ablation|disturbed|picr|picr-geo
+miho bench ablation [--field predicted|truth] [--start honet|disturbed] [--studies ...] [--batch N] [--out FILE]
+                                                      the paper's ablations (Tables 2, 3, 5, 6, Figs. 7, 15)
 miho bench picr --study hand [--out FILE]             PiCR variants and the heuristic as the coarse hand worsens
 miho bench pipeline [--batches 1,8,32]                  miho evaluate's throughput and each stage's cost a sample
 miho synth images [--split train] [--views 4]         render the image cache (DataLoader workers)
@@ -92,17 +94,18 @@ def _bench(args) -> None:
                      f"mode, {args.geo_iterations} iterations, {where}", study)  # fmt: skip
         return
     if args.what == "ablation":
-        from miho import experiments
-        from miho.bench import ablation_batch
+        from miho.studies import TITLES, run_ablations, study_runs, study_tables
 
-        ds, batch = ablation_batch(args.batch)
-        sweep = experiments.k_rpl_settings([k for k in experiments.K_RPL_SWEEP if k != 1e-3])
-        study = experiments.ablation_study(ds.hand.to(args.device), batch, {**experiments.ABLATIONS, **sweep},
-                                           iterations=args.geo_iterations, resolution=args.resolution)  # fmt: skip
-        print(f"GeO ablations (paper Tables 2, 3, 5) driven by the ground-truth CPF: {len(study.start)} disturbed "
-              f"held-out SynthHO grasps, hand-object mode, {args.geo_iterations} iterations, {where}; "
-              f"CPF (full) has k_rpl = 1.0e-03")  # fmt: skip
-        print(study.to_markdown())
+        out = args.out or f"runs/ablation-{args.field}-{args.start}-{args.split}-{args.batch}.json"
+        result = run_ablations(out, args.field, args.start, args.split, args.batch, args.chunk, args.geo_iterations,
+                               args.resolution, study_runs(args.studies.split(",")), device=args.device,
+                               command=" ".join(["miho", *sys.argv[1:]]))  # fmt: skip
+        n = len(result["settings"]["samples"])
+        print(f"GeO ablations (paper §6.4, Supp D.2) from {args.start} starts driven by the {args.field} field: "
+              f"{n} SynthHO {args.split} samples (one view a grasp, spread evenly), hand-object mode, "
+              f"{args.geo_iterations} iterations, SIV at {args.resolution}^3, {where}; results in {out}")  # fmt: skip
+        for name, table in study_tables(result).items():
+            print(f"\n{TITLES[name]}\n\n{table}")
         return
     if args.what == "picr" and args.study == "hand":
         import json
@@ -399,8 +402,16 @@ def main(argv: list[str] | None = None) -> None:
         help="picr: the hand study (heuristic, paper and hand-aware PiCR as the coarse hand worsens)",
     )
     bench.add_argument("--views", type=int, default=2, help="picr --study hand: views a grasp")
-    bench.add_argument("--out", default=None, help="picr --study hand: also write the results (JSON) here")
-    bench.add_argument("--batch", type=int, default=256)
+    bench.add_argument("--out", default=None, help="picr --study hand, ablation: also write the results (JSON) here")
+    bench.add_argument("--field", default="predicted", choices=["predicted", "truth"],
+                       help="ablation: the field driving GeO (PiCR's or the ground truth)")  # fmt: skip
+    bench.add_argument("--start", default="honet", choices=["honet", "disturbed"],
+                       help="ablation: GeO starts from HoNet's estimate or the disturbed grasp")  # fmt: skip
+    bench.add_argument("--studies", default="contact,k_rpl,pose,anatomy,twist",
+                       help="ablation: the studies, comma separated (contact: Tables 2-3, k_rpl: Table 5, pose: "
+                            "Table 6, anatomy: Fig. 7, twist: Fig. 15)")  # fmt: skip
+    bench.add_argument("--chunk", type=int, default=8, help="ablation: samples refined together")
+    bench.add_argument("--batch", type=int, default=256, help="the batch; ablation: samples of the split (0: all)")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     bench.add_argument("--repeats", type=int, default=20)

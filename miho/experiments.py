@@ -1,19 +1,29 @@
 """Experiments shared by the book, the tests and the benchmarks: perturb ground-truth grasps the
 way a coarse estimate would be wrong, refine them with GeO, and score before and after
-(:func:`recovery_experiment`); the paper's fitting-stage ablations, Tables 2, 3 and 5
-(:func:`ablation_study`)."""
+(:func:`recovery_experiment`); the paper's ablations (§6.4, Supp D.2; :func:`ablation_study`).
+
+An ablation refines the same :class:`Starts` under several GeO settings. The starts are HoNet's
+estimates (:func:`honet_starts`, the paper's protocol) or the data's disturbed grasps
+(:func:`disturbed_starts`, the fitting stage alone), driven by PiCR's predicted field or the
+ground truth (:data:`FIELDS`); Fig. 7 starts from a flat hand (:func:`flat_starts`), Fig. 15 from
+true grasps with a twisted thumb (:func:`twisted_starts`). The settings: the contact terms and the
+repulsive springs (:data:`ABLATIONS`, Tables 2 and 3), k_rpl (:func:`k_rpl_settings`, Table 5),
+the pose space (:func:`pose_space_settings`, Table 6), L_anat (:data:`ANATOMY`, Figs. 7 and 15),
+with :func:`pose_abnormality` and :func:`twist_degrees` to measure the poses."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import torch
 
-from miho import cpf, geo, metrics
+from miho import amano, cpf, geo, metrics
 from miho.anchors import hand_regions
 from miho.checks import check_tensor
-from miho.hand.model import HandModel
+from miho.hand.model import FINGER_JOINTS, FINGERS, HandModel
+from miho.hand.pca import PosePCA
 from miho.mesh import Meshes
 from miho.rotations import RigidMotion
 from miho.tables import markdown_table
@@ -128,21 +138,224 @@ def k_rpl_settings(values=K_RPL_SWEEP) -> dict[str, dict]:
 
 
 @dataclass
+class Starts:
+    """B grasps for GeO to refine: where it starts, the field that drives it, and the truth the
+    result is scored against.
+
+    pose (B, 16, 3) axis-angle, radians; shape (B, S); trans (B, 3), metres: the start hand.
+    objects: the objects where GeO starts (:class:`~miho.mesh.Meshes`, metres). field: the CPF on
+    their vertices; t_vc: GeO's vertex-contact threshold for it. truth_pose (B, 16, 3), truth_hand
+    (B, V, 3): the true hand's pose and vertices; truth_objects: the objects at their true pose.
+    name: what the starts are, for tables ("disturbed start", "HoNet", ...).
+    """
+
+    pose: torch.Tensor
+    shape: torch.Tensor
+    trans: torch.Tensor
+    objects: Meshes
+    field: cpf.CPF
+    t_vc: float
+    truth_pose: torch.Tensor
+    truth_hand: torch.Tensor
+    truth_objects: Meshes
+    name: str = "start"
+
+    def __len__(self) -> int:
+        return self.pose.shape[0]
+
+    def replace(self, **changes) -> "Starts":
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def take(self, idx) -> "Starts":
+        """The samples ``idx`` (a slice, or a (k,) long tensor) of the batch."""
+
+        def meshes(m: Meshes) -> Meshes:
+            return Meshes(m.verts[idx], m.faces[idx], m.vert_mask[idx], m.face_mask[idx])
+
+        f = cpf.CPF(self.field.vc[idx], self.field.cr[idx], self.field.ae[idx])
+        return Starts(self.pose[idx], self.shape[idx], self.trans[idx], meshes(self.objects), f, self.t_vc,
+                      self.truth_pose[idx], self.truth_hand[idx], meshes(self.truth_objects), self.name)  # fmt: skip
+
+
+#: the field a study drives GeO with: PiCR's prediction or the ground truth
+FIELDS = ("predicted", "truth")
+#: where a study starts: HoNet's estimate (the paper's ablations) or the data's disturbed grasp
+START_KINDS = ("honet", "disturbed")
+#: the thumb joints whose twist the twist-correction study disturbs (MCP and IP: no twist allowed)
+THUMB_TWIST_JOINTS = (14, 15)
+
+
+def _on_hand(hand: HandModel, batch: dict) -> dict:
+    return {k: (v.to(hand.device, hand.dtype) if v.is_floating_point() else v.to(hand.device))
+            for k, v in batch.items() if torch.is_tensor(v)}  # fmt: skip
+
+
+def _require(batch: dict, keys: set, what: str) -> None:
+    missing = keys - set(batch)
+    if missing:
+        raise ValueError(f"the batch lacks {sorted(missing)}: {what}")
+
+
+def _truth(hand: HandModel, b: dict) -> dict:
+    with torch.no_grad():
+        verts = b.get("hand_verts")
+        if verts is None:
+            verts = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).vertices
+    return dict(truth_pose=b["hand_pose"], truth_hand=verts,
+                truth_objects=Meshes(b["obj_verts"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"]))  # fmt: skip
+
+
+def _field(hand: HandModel, b: dict, field: str, picr, coarse: dict, objects: Meshes) -> tuple[cpf.CPF, float]:
+    """The ground-truth CPF (threshold :data:`miho.cpf.T_VC`) or PiCR's on ``objects`` (with
+    ``coarse``'s hand for a hand-aware PiCR; threshold from its card)."""
+    if field not in FIELDS:
+        raise ValueError(f"field must be one of {FIELDS}, got {field!r}")
+    if field == "truth":
+        return cpf.CPF(b["vc"], b["cr"], b["ae"]), cpf.T_VC
+    from miho.nets.picr import load_picr, picr_card
+    from miho.pipeline import predict_field
+
+    _require(b, {"image", "K"}, "a predicted field needs the images (miho.train.picr_data.PiCRData.batch)")
+    picr = picr if picr is not None else load_picr(device=hand.device)
+    with torch.no_grad():
+        f = predict_field(b["image"].float(), b["K"].float(), coarse, objects.to(hand.device, torch.float32), picr,
+                          hand)  # fmt: skip
+    f = cpf.CPF(f.vc.to(hand.dtype), f.cr, f.ae.to(hand.dtype))
+    return f, float(picr_card(variant=picr.config.variant)["threshold"])
+
+
+def disturbed_starts(hand: HandModel, batch: dict, field: str = "truth", picr=None) -> Starts:
+    """GeO from the batch's disturbed grasps (hand and object, :class:`~miho.data.synthho.Disturbance`),
+    driven by the ground-truth field or PiCR's prediction on the disturbed objects.
+
+    Args:
+        batch: a :func:`miho.data.synthho.collate` batch of a SynthHO made with ``disturb`` or a
+            :meth:`miho.train.picr_data.PiCRData.batch` (the only kind with images, which a
+            predicted field needs).
+        field: one of :data:`FIELDS`. picr: the PiCR (default the committed one).
+    """
+    _require(batch, {"hand_pose_noisy", "obj_rot_noisy", "vc", "obj_faces"},
+             "make it from a SynthHO with disturb=Disturbance()")  # fmt: skip
+    b = _on_hand(hand, batch)
+    objects = disturbed_objects(b)
+    coarse = dict(hand_pose=b["hand_pose_noisy"], hand_shape=b["hand_shape"], hand_trans=b["hand_trans_noisy"])
+    f, t_vc = _field(hand, b, field, picr, coarse, objects)
+    return Starts(b["hand_pose_noisy"], b["hand_shape"], b["hand_trans_noisy"], objects, f, t_vc, **_truth(hand, b),
+                  name="disturbed start")  # fmt: skip
+
+
+def honet_starts(hand: HandModel, batch: dict, field: str = "predicted", honet=None, picr=None) -> Starts:
+    """GeO from HoNet's estimate (the paper's ablations, §6.4), driven by PiCR's field on HoNet's
+    objects or by the ground-truth field on them (the same starts: what the prediction costs).
+
+    Args:
+        batch: a :meth:`miho.train.picr_data.PiCRData.batch` (images, intrinsics, canonical meshes).
+        field: one of :data:`FIELDS`. honet, picr: the networks (default the committed ones).
+    """
+    from miho.nets.honet import load_honet
+    from miho.pipeline import coarse_estimate
+
+    _require(batch, {"image", "K", "obj_canonical", "vc"}, "use miho.train.picr_data.PiCRData.batch")
+    b = _on_hand(hand, batch)
+    honet = honet if honet is not None else load_honet(device=hand.device)
+    canonical = Meshes(b["obj_canonical"].float(), b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
+    with torch.no_grad():
+        coarse, posed = coarse_estimate(b["image"].float(), b["K"].float(), canonical, honet, hand)
+    posed = posed.to(hand.device, hand.dtype)
+    f, t_vc = _field(hand, b, field, picr, coarse, posed)
+    return Starts(coarse["hand_pose"].to(hand.dtype), coarse["hand_shape"].to(hand.dtype),
+                  coarse["hand_trans"].to(hand.dtype), posed, f, t_vc, **_truth(hand, b), name="HoNet")  # fmt: skip
+
+
+def flat_starts(starts: Starts) -> Starts:
+    """The same starts with every finger joint at zero (a flat hand; wrist and translation kept):
+    Fig. 7's start."""
+    pose = starts.pose.clone()
+    pose[:, 1:] = 0.0
+    return starts.replace(pose=pose, name="flat hand")
+
+
+def twist_pose(hand: HandModel, pose: torch.Tensor, degrees, joints=THUMB_TWIST_JOINTS,
+               shape: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """(B, 16, 3) pose with ``degrees`` (a number or (B,)) added to the twist angle (the rotation
+    about the bone, A-MANO's twist axis) of each of ``joints`` (MANO ids 1-15); the other angle
+    components unchanged."""
+    rest = amano.rest_frames(hand, shape)
+    tsb = amano.angles(pose, rest).clone()
+    add = torch.deg2rad(torch.as_tensor(degrees, dtype=pose.dtype, device=pose.device)).expand(pose.shape[0])
+    for j in joints:
+        tsb[:, j - 1, 0] += add
+    return amano.compose(tsb, rest, pose[:, 0])
+
+
+def twist_degrees(hand: HandModel, pose: torch.Tensor, joints=THUMB_TWIST_JOINTS,
+                  shape: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """(B,) sum of the twist angles of ``joints`` (MANO ids 1-15), degrees."""
+    c = amano.angles(pose, amano.rest_frames(hand, shape))
+    return torch.rad2deg(sum(c[:, j - 1, 0] for j in joints))
+
+
+def twisted_starts(hand: HandModel, batch: dict, degrees: float = 30.0, field: str = "truth", picr=None) -> Starts:
+    """Fig. 15's starts: the true grasps with ``degrees`` of unwanted twist added to the thumb's
+    MCP and IP joints (:func:`twist_pose`), the objects at their true pose, driven by the
+    ground-truth field or PiCR's prediction (which then reads the twisted hand)."""
+    _require(batch, {"hand_pose", "vc", "obj_faces"}, "a SynthHO batch with its ground truth")
+    b = _on_hand(hand, batch)
+    truth = _truth(hand, b)
+    pose = twist_pose(hand, b["hand_pose"], degrees, shape=b["hand_shape"])
+    coarse = dict(hand_pose=pose, hand_shape=b["hand_shape"], hand_trans=b["hand_trans"])
+    f, t_vc = _field(hand, b, field, picr, coarse, truth["truth_objects"])
+    return Starts(pose, b["hand_shape"], b["hand_trans"], truth["truth_objects"], f, t_vc, **truth,
+                  name="twisted thumb")  # fmt: skip
+
+
+def pose_abnormality(hand: HandModel, pose: torch.Tensor, shape: torch.Tensor | None = None) -> dict:
+    """How far B poses are from an anatomical hand (Fig. 7's measures).
+
+    Returns:
+        ``"L_anat"`` (B,) radians (:func:`miho.amano.anatomical_loss`); ``"worst violation"`` (B,)
+        degrees, the largest distance of any joint's angle component to its interval;
+        ``"finger twist"`` (B, 5) degrees, for each finger (:data:`miho.hand.FINGERS` order) the
+        sum of its three joints' absolute twist angles.
+    """
+    rest = amano.rest_frames(hand, shape)
+    over = amano.limit_violations(pose, rest)
+    twist = amano.angles(pose, rest)[..., 0].abs()
+    per_finger = torch.stack([twist[:, [j - 1 for j in FINGER_JOINTS[f]]].sum(1) for f in FINGERS], 1)
+    return {"L_anat": over.sum((1, 2)), "worst violation": torch.rad2deg(over.amax((1, 2))),
+            "finger twist": torch.rad2deg(per_finger)}  # fmt: skip
+
+
+#: Fig. 7's and Fig. 15's settings: GeO with and without L_anat
+ANATOMY = {"with L_anat": {}, "without L_anat": {"w_anat": 0.0}}
+
+
+def pose_space_settings(pca: PosePCA) -> dict[str, dict]:
+    """Table 6's settings: GeO on the 15 joint rotations (with L_anat) and on the coefficients of
+    the PCA pose space ``pca`` (HoNet's: the training grasps' basis, ``honet.pose_pca``)."""
+    return {"full pose": {}, "PCA pose": {"pose_pca": pca}}
+
+
+@dataclass
 class Ablation:
-    """Metrics of the ground truth, the disturbed start and each GeO setting (each a
-    :class:`miho.metrics.MetricTable`), and each setting's GeO time per iteration (ms, whole batch)."""
+    """Metrics of the ground truth, the start and each GeO setting (each a
+    :class:`miho.metrics.MetricTable`), each setting's GeO time per iteration (ms, whole batch),
+    and each setting's :class:`miho.geo.GeOResult` (on the CPU; empty where not kept)."""
 
     truth: metrics.MetricTable
     start: metrics.MetricTable
     runs: dict[str, metrics.MetricTable]
     ms_per_iteration: dict[str, float]
+    results: dict = dataclasses.field(default_factory=dict)
+    start_name: str = "start"
 
     def rows(self, columns=("HE", "OE", "PD", "SIV", "DD")) -> list[tuple]:
         """(setting, means of ``columns``..., ms per iteration per sample) for a table; the
         ground truth and the start first (no time)."""
         B = len(self.start)
         out = [(name, *(t.mean()[c] for c in columns), None) for name, t in
-               (("ground truth", self.truth), ("disturbed start", self.start))]  # fmt: skip
+               (("ground truth", self.truth), (self.start_name, self.start))]  # fmt: skip
         out += [
             (name, *(t.mean()[c] for c in columns), self.ms_per_iteration[name] / B) for name, t in self.runs.items()
         ]
@@ -155,7 +368,7 @@ class Ablation:
         return markdown_table(heads, list(self.rows(cols)))
 
     def stats(self, pd_tolerance: float = 0.5) -> dict[str, dict[str, float]]:
-        """:func:`refinement_stats` of every setting (from the disturbed start), by setting."""
+        """:func:`refinement_stats` of every setting (from the start), by setting."""
         return {name: refinement_stats(self.truth, self.start, t, pd_tolerance) for name, t in self.runs.items()}
 
     def stats_markdown(self, pd_tolerance: float = 0.5) -> str:
@@ -177,31 +390,29 @@ def disturbed_objects(batch: dict) -> Meshes:
 
 def ablation_study(
     hand: HandModel,
-    batch: dict,
+    batch: "dict | Starts",
     settings: dict[str, dict] | None = None,
     iterations: int = 400,
     resolution: int = 80,
     progress: bool = False,
+    keep_results: bool = False,
 ) -> Ablation:
-    """GeO in the hand-object mode from disturbed grasps, driven by their ground-truth CPF, under
-    each setting (default :data:`ABLATIONS`), scored against the truth (HE, OE, PD, SIV, DD).
-
-    With the true field the study isolates the fitting stage: what each contact term and the
-    repulsive springs do to the same starts. (The paper's tables start from HoNet and use the
-    field PiCR predicts.)
+    """GeO in the hand-object mode from the same starts under each setting (default
+    :data:`ABLATIONS`), scored against the truth (HE, OE, PD, SIV, DD).
 
     Args:
         hand: the hand model of the batch.
-        batch: a :func:`miho.data.synthho.collate` batch of a SynthHO made with a ``disturb``
-            (:class:`miho.data.synthho.Disturbance`): true and disturbed hand and object poses,
-            object meshes and ground-truth CPF (vc, cr, ae); or a
-            :meth:`miho.train.picr_data.PiCRData.batch`.
+        batch: :class:`Starts` (:func:`honet_starts`, :func:`disturbed_starts`, ...), or a batch
+            for :func:`disturbed_starts` with the ground-truth field (the fitting stage alone: what
+            each contact term and the repulsive springs do to the same starts).
         settings: name -> :class:`miho.geo.GeOConfig` overrides.
         iterations, resolution: GeO iterations; SIV voxels per axis.
+        keep_results: keep each setting's :class:`miho.geo.GeOResult` (``Ablation.results``).
     """
+    starts = batch if isinstance(batch, Starts) else disturbed_starts(hand, batch)
     settings = ABLATIONS if settings is None else settings
-    return _refine_and_score(hand, batch, {name: (None, o) for name, o in settings.items()}, iterations, resolution,
-                             progress)  # fmt: skip
+    spec = {name: (starts, o) for name, o in settings.items()}
+    return _refine_and_score(hand, spec, iterations, resolution, progress, keep_results)
 
 
 def field_study(
@@ -218,42 +429,41 @@ def field_study(
     against the truth; ``overrides`` are :class:`miho.geo.GeOConfig` options for every run (such as
     ``t_vc``, the contact threshold); a field given as ``(field, options)`` adds its own options
     (such as its predictor's threshold) over them."""
-    spec = {name: (f, overrides) if isinstance(f, cpf.CPF) else (f[0], {**overrides, **f[1]})
-            for name, f in fields.items()}  # fmt: skip
-    return _refine_and_score(hand, batch, spec, iterations, resolution, progress)
+    starts = disturbed_starts(hand, batch)
+    spec = {}
+    for name, f in fields.items():
+        f, options = (f, overrides) if isinstance(f, cpf.CPF) else (f[0], {**overrides, **f[1]})
+        f = cpf.CPF(f.vc.to(hand.device, hand.dtype), f.cr.to(hand.device), f.ae.to(hand.device, hand.dtype))
+        spec[name] = (starts.replace(field=f), options)
+    return _refine_and_score(hand, spec, iterations, resolution, progress, False)
 
 
-def _refine_and_score(hand, batch, runs_spec: dict, iterations: int, resolution: int, progress: bool) -> Ablation:
-    missing = {"hand_pose_noisy", "obj_rot_noisy", "vc", "obj_faces"} - set(batch)
-    if missing:
-        raise ValueError(f"the batch lacks {sorted(missing)}: make it from a SynthHO with disturb=Disturbance()")
-    dev, dt = hand.device, hand.dtype
-    b = {k: (v.to(dev, dt) if v.is_floating_point() else v.to(dev)) for k, v in batch.items() if torch.is_tensor(v)}
-    if "hand_verts" not in b:
-        with torch.no_grad():
-            b["hand_verts"] = hand(b["hand_pose"], b["hand_shape"], b["hand_trans"]).vertices
-    truth_objects = Meshes(b["obj_verts"], b["obj_faces"], b["obj_mask"], b["obj_face_mask"])
-    start_objects = disturbed_objects(b)
-    truth_field = cpf.CPF(b["vc"], b["cr"], b["ae"])
-    pose, trans, shape = b["hand_pose_noisy"], b["hand_trans_noisy"], b["hand_shape"]
-    with torch.no_grad():
-        start_hand = hand(pose, shape, trans).vertices
+def _refine_and_score(hand: HandModel, spec: dict, iterations: int, resolution: int, progress: bool,
+                      keep: bool) -> Ablation:  # fmt: skip
+    """GeO from each ``spec`` entry name -> (Starts, GeOConfig overrides); every entry shares the
+    first one's truth and start (the start's metrics are the first entry's)."""
+    first = next(iter(spec.values()))[0]
 
     def score(hand_verts, objects):
-        return metrics.evaluate(hand_verts, objects, hand=hand, gt_hand_verts=b["hand_verts"],
-                                gt_obj_verts=b["obj_verts"], resolution=resolution)  # fmt: skip
+        return metrics.evaluate(hand_verts, objects, hand=hand, gt_hand_verts=first.truth_hand,
+                                gt_obj_verts=first.truth_objects.verts, resolution=resolution)  # fmt: skip
 
-    runs, times = {}, {}
-    for name, (field, overrides) in runs_spec.items():
-        field = truth_field if field is None else cpf.CPF(field.vc.to(dev, dt), field.cr.to(dev), field.ae.to(dev, dt))
+    with torch.no_grad():
+        start_hand = hand(first.pose, first.shape, first.trans).vertices
+    runs, times, results = {}, {}, {}
+    for name, (st, overrides) in spec.items():
         t0 = time.perf_counter()
-        res = geo.optimize(hand, pose, start_objects, field, trans=trans, shape=shape, iterations=iterations,
-                           progress=progress, **{"mode": "hand-object", **overrides})  # fmt: skip
-        if dev.type == "cuda":
+        res = geo.optimize(hand, st.pose, st.objects, st.field, trans=st.trans, shape=st.shape, iterations=iterations,
+                           progress=progress, **{"mode": "hand-object", "t_vc": st.t_vc, **overrides})  # fmt: skip
+        if hand.device.type == "cuda":
             torch.cuda.synchronize()
-        times[name] = (time.perf_counter() - t0) / iterations * 1e3
-        runs[name] = score(res.hand_verts, start_objects.with_verts(res.obj_verts))
-    return Ablation(score(b["hand_verts"], truth_objects), score(start_hand, start_objects), runs, times)
+        times[name] = (time.perf_counter() - t0) / max(iterations, 1) * 1e3
+        runs[name] = score(res.hand_verts, st.objects.with_verts(res.obj_verts))
+        if keep:
+            kept = ("pose", "trans", "shape", "hand_verts", "obj_verts")
+            results[name] = dataclasses.replace(res, **{k: getattr(res, k).cpu() for k in kept})
+    return Ablation(score(first.truth_hand, first.truth_objects), score(start_hand, first.objects), runs, times,
+                    results, first.name)  # fmt: skip
 
 
 def refinement_stats(

@@ -1,7 +1,8 @@
 """GeO, the Grasping Energy Optimizer (paper §5.3, Eq. 11, Supp D.1), for a whole batch at once.
 
-GeO moves the hand (wrist rotation and translation, the 15 joint rotations, optionally the
-shape) and, in ``"hand-object"`` mode, the object's 6D pose, to minimise
+GeO moves the hand (wrist rotation and translation, the 15 joint rotations, or with
+``pose_pca`` the coefficients of a PCA pose space (Supp D.2, Table 6), optionally the shape)
+and, in ``"hand-object"`` mode, the object's 6D pose, to minimise
 
     w_contact * E_contact + w_repulsion * E_rpl + w_anat * L_anat + w_offset * L_offset
 
@@ -88,6 +89,7 @@ from miho.anchors import PALM, TIP_REGIONS, HandRegions, hand_regions
 from miho.checks import check_batch, check_tensor
 from miho.geometry import nearest_vertex, nearest_vertex_inside, winding_number
 from miho.hand.model import HandModel
+from miho.hand.pca import PosePCA
 from miho.mesh import Meshes, vertex_normals
 from miho.optim import BatchAdam, BatchPlateau
 from miho.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -128,6 +130,7 @@ class GeOConfig:
     obman_inside: str = "winding"  # or "normal": nearest-vertex normal test (cheap, fooled by thin walls)
     record_every: int = 0  # keep hand/object vertices every n iterations (0: never)
     progress: bool = False
+    pose_pca: PosePCA | None = None  # fit these PCA coefficients, not the 15 joint rotations (Table 6)
 
     def __post_init__(self) -> None:
         if self.mode not in ("hand", "hand-object"):
@@ -148,6 +151,8 @@ class GeOConfig:
             raise ValueError(f"rpl_search ({self.rpl_search} m) must be at least t_rpl ({self.t_rpl} m)")
         if self.record_every < 0:
             raise ValueError(f"record_every must be >= 0, got {self.record_every}")
+        if self.pose_pca is not None and not isinstance(self.pose_pca, PosePCA):
+            raise ValueError(f"pose_pca must be None or a miho.hand.PosePCA, got {type(self.pose_pca).__name__}")
 
 
 #: The paper's contact heuristics and ablations (Table 2, 3) as :class:`GeOConfig` overrides.
@@ -543,9 +548,17 @@ def optimize(
 
     # Parameters: wrist rotation as a left-multiplied delta, joint rotations, translation, shape,
     # and the object's rotation / translation deltas about its centroid.
+    # With ``pose_pca`` the fingers are the PCA coefficients' pose, started at the projection of
+    # the given one (exact for a pose in the basis's span, such as HoNet's).
     wrist_rot0 = axis_angle_to_matrix(pose[:, 0])
     d_wrist = torch.zeros(B, 3, device=dev, dtype=dt, requires_grad=True)
-    joints = pose[:, 1:].clone().requires_grad_(True)
+    if cfg.pose_pca is None:
+        joints = pose[:, 1:].clone().requires_grad_(True)
+        fingers = lambda: joints  # noqa: E731
+    else:
+        basis = PosePCA(cfg.pose_pca.components.to(dev, dt), cfg.pose_pca.mean.to(dev, dt))
+        joints = basis.encode(pose[:, 1:]).clone().requires_grad_(True)
+        fingers = lambda: basis.decode(joints)  # noqa: E731
     t_hand = trans.clone().requires_grad_(True)
     beta = shape.clone().requires_grad_(cfg.optimize_shape)
     d_orot = torch.zeros(B, 3, device=dev, dtype=dt, requires_grad=True)
@@ -572,9 +585,10 @@ def optimize(
     traj = {"hand": [], "object": []}
 
     def current():
-        joint_rot = axis_angle_to_matrix(joints)
+        finger_pose = fingers()
+        joint_rot = axis_angle_to_matrix(finger_pose)
         rot = torch.cat(((axis_angle_to_matrix(d_wrist) @ wrist_rot0)[:, None], joint_rot), 1)
-        full_pose = torch.cat((pose[:, :1], joints), 1)  # the wrist entry is not used by L_anat
+        full_pose = torch.cat((pose[:, :1], finger_pose), 1)  # the wrist entry is not used by L_anat
         out = hand(rot, beta, t_hand)
         R = axis_angle_to_matrix(d_orot)
         ov = ((v0 - centre[:, None]) @ R.transpose(-1, -2)) + centre[:, None] + d_otrans[:, None]

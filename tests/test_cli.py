@@ -24,12 +24,20 @@ def test_bench_geo_and_siv(capsys):
     assert "SIV at 16^3: batch 2, cpu" in capsys.readouterr().out
 
 
-def test_bench_ablation_prints_the_tables_rows(capsys):
-    main(["bench", "ablation", "--batch", "2", "--geo-iterations", "2", "--resolution", "8"])
-    rows = [r.split(" | ")[0] for r in capsys.readouterr().out.splitlines() if r.startswith("| ")]
-    assert rows[1:7] == ["| ground truth", "| disturbed start", "| CPF (full)", "| vanilla contact", "| ObMan contact",
-                         "| CPF without E_rpl"]  # fmt: skip
-    assert rows[7:] == [f"| k_rpl = {k}" for k in ("2.0e-04", "6.0e-04", "1.4e-03", "2.0e-03", "4.0e-03", "8.0e-03")]
+def test_bench_ablation_prints_the_tables_rows(capsys, tmp_path):
+    """``miho bench ablation`` at tiny size: the truth-field study from disturbed starts prints Tables 2, 3
+    and 5 with their rows, and writes its results file."""
+    out = tmp_path / "ablation.json"
+    main(["bench", "ablation", "--field", "truth", "--start", "disturbed", "--split", "test", "--batch", "2",
+          "--chunk", "2", "--studies", "contact,k_rpl", "--geo-iterations", "2", "--resolution", "8",
+          "--out", str(out)])  # fmt: skip
+    text = capsys.readouterr().out
+    rows = [r.split(" | ")[0] for r in text.splitlines() if r.startswith("| ")]
+    assert rows[:6] == ["| setting", "| ground truth", "| disturbed start", "| CPF (full)", "| vanilla contact",
+                        "| ObMan contact"]  # fmt: skip
+    assert rows[-8:] == ["| k_rpl"] + [f"| {k}" for k in ("2.0e-04", "6.0e-04", "1.0e-03", "1.4e-03", "2.0e-03",
+                                                           "4.0e-03", "8.0e-03")]  # fmt: skip
+    assert "Table 3" in text and "Table 6" not in text and out.exists()
 
 
 def test_missing_mano_is_a_clear_error(tmp_path, monkeypatch):
