@@ -99,7 +99,7 @@ def _bench(args) -> None:
         out = args.out or f"runs/ablation-{args.field}-{args.start}-{args.split}-{args.batch}.json"
         result = run_ablations(out, args.field, args.start, args.split, args.batch, args.chunk, args.geo_iterations,
                                args.resolution, study_runs(args.studies.split(",")), device=args.device,
-                               command=" ".join(["miho", *sys.argv[1:]]))  # fmt: skip
+                               command=" ".join(["miho", *sys.argv[1:]]), stride=args.stride)  # fmt: skip
         n = len(result["settings"]["samples"])
         print(f"GeO ablations (paper §6.4, Supp D.2) from {args.start} starts driven by the {args.field} field: "
               f"{n} SynthHO {args.split} samples (one view a grasp, spread evenly), hand-object mode, "
@@ -411,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="ablation: the studies, comma separated (contact: Tables 2-3, k_rpl: Table 5, pose: "
                             "Table 6, anatomy: Fig. 7, twist: Fig. 15)")  # fmt: skip
     bench.add_argument("--chunk", type=int, default=8, help="ablation: samples refined together")
+    bench.add_argument("--stride", type=int, default=1,
+                       help="ablation: every stride-th of the --batch samples (fewer, the same starts)")  # fmt: skip
     bench.add_argument("--batch", type=int, default=256, help="the batch; ablation: samples of the split (0: all)")
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")

@@ -105,14 +105,16 @@ def _extras(hand, kind: str, pose: torch.Tensor, shape: torch.Tensor,
 def run_ablations(out: str | Path, field: str = "predicted", start: str = "honet", split: str = "test-seen",
                   samples: int | list[int] = 32, chunk: int = 8, iterations: int = 400, resolution: int = 80,
                   runs: tuple[str, ...] = RUNS, twist: float = 30.0, device: str = "cpu", honet_path=None,
-                  picr_path=None, single_iterations: int = 50, progress: bool = True,
-                  command: str = "") -> dict:  # fmt: skip
+                  picr_path=None, single_iterations: int = 50, progress: bool = True, command: str = "",
+                  stride: int = 1) -> dict:  # fmt: skip
     """Run the ablations into ``out`` (JSON; resumed when it exists with the same settings).
 
     Args:
         field: :data:`miho.experiments.FIELDS`. start: :data:`miho.experiments.START_KINDS`.
         split, samples: the SynthHO split and how many of its samples (one view a grasp), spread
             evenly over it (``samples`` <= 0: all), or a list of their indices (a slice of a run).
+        stride: with ``samples`` a number, keep every ``stride``-th of those (the same starts as
+            a run over all of them, fewer samples).
         chunk: samples refined together. iterations, resolution: GeO's; SIV voxels per axis.
         runs: the runs of :data:`RUNS` to make. twist: degrees added to each twisted thumb joint.
         honet_path, picr_path: weights files of the networks (default the committed ones).
@@ -138,15 +140,15 @@ def run_ablations(out: str | Path, field: str = "predicted", start: str = "honet
     unknown = sorted(set(runs) - set(RUNS))
     if unknown or not runs:
         raise ValueError(f"runs must be some of {RUNS}, got {list(runs)}")
-    if chunk < 1 or iterations < 1:
-        raise ValueError(f"chunk and iterations must be positive, got {chunk} and {iterations}")
+    if chunk < 1 or iterations < 1 or stride < 1:
+        raise ValueError(f"chunk, iterations and stride must be positive, got {chunk}, {iterations}, {stride}")
     hand = load_hand(device=device)
     honet = honet_mod.load_honet(device=device, path=honet_path)
     picr = picr_mod.load_picr(device=device, path=picr_path)
     data = build_picr_data(split, views=1, size=honet.config.image_size, workers=0, progress=progress)
     if isinstance(samples, int):
         n = len(data) if samples <= 0 else min(samples, len(data))
-        idx = torch.linspace(0, len(data) - 1, n).round().long()
+        idx = torch.linspace(0, len(data) - 1, n).round().long()[::stride]
     else:
         idx = torch.as_tensor(list(samples), dtype=torch.long)
         if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= len(data):

@@ -1,5 +1,7 @@
 """The ``miho`` command."""
 
+import json
+
 import pytest
 
 from miho.cli import main
@@ -28,8 +30,8 @@ def test_bench_ablation_prints_the_tables_rows(capsys, tmp_path):
     """``miho bench ablation`` at tiny size: the truth-field study from disturbed starts prints Tables 2, 3
     and 5 with their rows, and writes its results file."""
     out = tmp_path / "ablation.json"
-    main(["bench", "ablation", "--field", "truth", "--start", "disturbed", "--split", "test", "--batch", "2",
-          "--chunk", "2", "--studies", "contact,k_rpl", "--geo-iterations", "2", "--resolution", "8",
+    main(["bench", "ablation", "--field", "truth", "--start", "disturbed", "--split", "test", "--batch", "4",
+          "--stride", "2", "--chunk", "2", "--studies", "contact,k_rpl", "--geo-iterations", "2", "--resolution", "8",
           "--out", str(out)])  # fmt: skip
     text = capsys.readouterr().out
     rows = [r.split(" | ")[0] for r in text.splitlines() if r.startswith("| ")]
@@ -37,7 +39,9 @@ def test_bench_ablation_prints_the_tables_rows(capsys, tmp_path):
                         "| ObMan contact"]  # fmt: skip
     assert rows[-8:] == ["| k_rpl"] + [f"| {k}" for k in ("2.0e-04", "6.0e-04", "1.0e-03", "1.4e-03", "2.0e-03",
                                                            "4.0e-03", "8.0e-03")]  # fmt: skip
-    assert "Table 3" in text and "Table 6" not in text and out.exists()
+    assert "Table 3" in text and "Table 6" not in text
+    n = 262  # SynthHO test samples at one view a grasp: every second of 4 spread over them
+    assert json.loads(out.read_text())["settings"]["samples"] == [0, round(2 * (n - 1) / 3)]
 
 
 def test_missing_mano_is_a_clear_error(tmp_path, monkeypatch):
