@@ -101,13 +101,14 @@ def test_repulsion_trends_from_honet_starts(setup):
     """Tables 3 and 5: a stiffer repulsion leaves less penetration and more gap; without E_rpl the
     hands sink deeper than with it."""
     hand, _, _, starts = setup
-    settings = {**experiments.k_rpl_settings((2e-4, 8e-3)), "without E_rpl": {"repulsion": "none"}}
+    settings = {**experiments.k_rpl_settings((2e-4, 1e-3, 8e-3)), "without E_rpl": {"repulsion": "none"}}
     study = experiments.ablation_study(hand, starts, settings, iterations=60, resolution=32)
-    soft, stiff = "k_rpl = 2.0e-04", "k_rpl = 8.0e-03"
+    soft, default, stiff = "k_rpl = 2.0e-04", "k_rpl = 1.0e-03", "k_rpl = 8.0e-03"
     assert _mean(study, stiff, "PD") < _mean(study, soft, "PD")
     assert _mean(study, stiff, "SIV") < _mean(study, soft, "SIV")
     assert _mean(study, stiff, "DD") > _mean(study, soft, "DD")
-    assert _mean(study, "without E_rpl", "SIV") > _mean(study, stiff, "SIV")
+    assert _mean(study, "without E_rpl", "SIV") > _mean(study, default, "SIV")
+    assert _mean(study, "without E_rpl", "DD") < _mean(study, default, "DD")
 
 
 def test_vanilla_contact_closes_the_gap_and_pca_pose_stays_in_its_span(setup):
