@@ -87,11 +87,19 @@ def test_joint_pose_rejects_the_wrist(hand):
         hf.joint_pose(hand, 0, (0.0, 0.0, 10.0))
 
 
-def test_widgets_build_and_draw(hand, regions):
+def test_widgets_build_and_draw(hand, regions, monkeypatch):
     widgets = pytest.importorskip("miho.viz.widgets")
+    import plotly.io as pio
+
+    monkeypatch.setattr(pio.renderers, "default", "notebook")  # as the chapters set it
     assert widgets.joint_explorer(hand) is not None
     assert widgets.hand_explorer(hand) is not None
     assert widgets.region_explorer(hand, regions) is not None
+    box = widgets.joint_explorer(hand)  # drawn at once, into the output's state (no capture while executing)
+    out = box.children[-1]
+    assert [o["output_type"] for o in out.outputs] == ["stream", "display_data"]
+    assert out.outputs[0]["text"].startswith("L_anat = ")
+    assert "plotly" in out.outputs[1]["data"]["text/html"]
     fig, text = widgets.draw_joint(hand, 2, 30.0, 0.0, 45.0)
     assert text == "L_anat = 0.524" and len(fig.data) == 4
     _, text = widgets.draw_region(hand, regions, 16)

@@ -18,19 +18,36 @@ from miho.viz import plot
 
 
 def _explorer(controls: dict, draw) -> W.VBox:
-    """Sliders / dropdowns in ``controls`` and an output area redrawn by ``draw(**values)``."""
+    """Sliders / dropdowns in ``controls`` and an output area redrawn by ``draw(**values)`` on every
+    change.
+
+    The first drawing goes into the output area's state directly (its display protocol's bundle), not
+    through ``with out:``: output captured into an ``Output`` while a notebook is being executed
+    can leave nbclient waiting for its cell timeout (jupyter/nbclient#312; a book build once
+    stalled 600 s on the hand model chapter's explorer). Changes, which only a live kernel makes,
+    redraw through the capture."""
     out = W.Output()
 
-    def redraw(**values):
-        fig, text = draw(**values)
+    def values() -> dict:
+        return {name: c.value for name, c in controls.items()}
+
+    def redraw(_change=None):
+        fig, text = draw(**values())
         with out:
             out.clear_output(wait=True)
             if text:
                 print(text)
             display(fig)
 
-    W.interactive_output(redraw, controls)
-    return W.VBox([W.HBox(list(controls.values())[:3]), W.HBox(list(controls.values())[3:]), out])
+    fig, text = draw(**values())
+    if text:
+        out.append_stdout(text + "\n")
+    out.outputs += ({"output_type": "display_data", "data": fig._repr_mimebundle_(None, None), "metadata": {}},)
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    box = W.VBox([W.HBox(list(controls.values())[:3]), W.HBox(list(controls.values())[3:]), out])
+    box.redraw = redraw
+    return box
 
 
 def draw_hand(hand: HandModel, curl: float, **shape: float):
